@@ -1,0 +1,5 @@
+import sys
+
+from hprune.cli import main
+
+sys.exit(main())
