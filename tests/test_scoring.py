@@ -1,0 +1,140 @@
+import math
+
+import pytest
+
+from hprune.arch.units import Unit
+from hprune.errors import HpruneError
+from hprune.plan import Plan
+from hprune.scoring import (
+    PAPER_ALPHA, ModelUnits, PlanConfig, make_plan, position_weight, single_unit_drops,
+)
+
+SUBS = {"norm": 10, "context_norm": 10, "attn": 40, "mlp": 20, "context_mlp": 20}
+N = 8
+
+
+def toy_units(family="sd3") -> ModelUnits:
+    params = {}
+    for i in range(N):
+        params[f"joint.{i}.block"] = 100
+        params.update({f"joint.{i}.{s}": p for s, p in SUBS.items()})
+    return ModelUnits(family, {"n": N}, N * 100 + 20, tuple(f"joint.{i}.block" for i in range(N)), params)
+
+
+def row(key, dp, semantic=None):
+    semantic = dp if semantic is None else semantic
+    return {"units": [key], "dP": dp, "dP_std": 0.0, "drops": {"score": dp, "semantic": semantic, "quality": dp}}
+
+
+def toy_rows(block_dp, sub_dp=lambda i, s: 0.01 * (N - i)):
+    rows = [row(f"joint.{i}.block", block_dp(i)) for i in range(N)]
+    rows += [row(f"joint.{i}.{s}", sub_dp(i, s)) for i in range(N) for s in SUBS]
+    return rows
+
+
+def similarity():
+    return {f"joint.{i}.block": 0.5 + 0.05 * ((i * 3) % N) for i in range(N)}
+
+
+def plan(method, ratio, rows=None, **kw):
+    rows = toy_rows(lambda i: 0.1) if rows is None else rows
+    return make_plan(PlanConfig(method, ratio, **kw), toy_units(), rows, similarity())
+
+
+def test_position_weight_favours_late_blocks():
+    weights = [position_weight(i, N, 0.55) for i in range(N)]
+    assert weights == sorted(weights, reverse=True)
+    assert weights[-1] == pytest.approx(1.0)
+    assert weights[0] == pytest.approx(math.exp(0.55 * (N - 1) / N))
+    assert all(position_weight(i, N, 0.0) == 1.0 for i in range(N))
+
+
+def test_hpp_equal_drops_removes_late_blocks_first():
+    p = plan("hpp", 0.2)
+    assert [u.key for u in p.units] == ["joint.6.block", "joint.7.block"]
+    assert p.alpha == PAPER_ALPHA["sd3"] and p.method == "hpp"
+
+
+def test_hpp_alpha_zero_ranks_by_drop_alone():
+    rows = toy_rows(lambda i: [0.01, 0.5, 0.5, 0.02, 0.5, 0.5, 0.5, 0.5][i])
+    assert {u.index for u in plan("hpp", 0.2, rows, alpha=0.0).units} == {0, 3}
+    # A strong positional prior overrides small differences of dP.
+    rows = toy_rows(lambda i: 0.10 if i < 4 else 0.12)
+    assert {u.index for u in plan("hpp", 0.2, rows, alpha=5.0).units} == {6, 7}
+    assert {u.index for u in plan("hpp", 0.2, rows, alpha=0.0).units} == {2, 3}
+
+
+def test_hpp_uses_absolute_drop():
+    rows = toy_rows(lambda i: [0.3, 0.3, 0.3, -0.4, 0.3, 0.3, 0.0, 0.3][i])
+    assert {u.index for u in plan("hpp", 0.2, rows, alpha=0.0).units} == {6, 7}
+
+
+def test_hpp_blocks_up_to_r_thres_then_subcomponents():
+    p = plan("hpp", 0.4, r_thres=0.25)
+    blocks = [u for u in p.units if u.is_block]
+    subs = [u for u in p.units if not u.is_block]
+    assert sum(100 for _ in blocks) <= 0.25 * 820 < (len(blocks) + 1) * 100
+    assert subs, "above r_thres HPP must remove subcomponents"
+    assert not {u.block_unit() for u in subs} & set(blocks)
+    assert 0.4 <= p.ratio_reached < 0.4 + 40 / 820
+    assert p.r_thres == 0.25
+
+
+def test_all_methods_remove_the_same_parameter_count_within_one_unit():
+    for ratio in (0.2, 0.3):
+        reached = {m: plan(m, ratio).ratio_reached for m in ("hpp", "koala", "bkscore", "lastk")}
+        assert all(r >= ratio for r in reached.values())
+        assert max(reached.values()) - min(reached.values()) < 100 / 820, reached
+
+
+def test_koala_prunes_most_similar_blocks():
+    sim = similarity()
+    top = sorted(sim, key=sim.get, reverse=True)[:2]
+    assert {u.key for u in plan("koala", 0.2).units} == set(top)
+
+
+def test_bkscore_ranks_by_alignment_drop_not_dP():
+    rows = [row(f"joint.{i}.block", dp=0.0, semantic=[5, 4, 0.1, 3, 2, 0.2, 1, 6][i]) for i in range(N)]
+    assert {u.index for u in plan("bkscore", 0.2, rows).units} == {2, 5}
+    assert all(u.is_block for u in plan("bkscore", 0.3, rows).units)
+
+
+def test_lastk_removes_last_blocks():
+    assert [u.index for u in plan("lastk", 0.3).units] == [5, 6, 7]
+
+
+def test_hpp_beats_lastk_on_total_drop_when_late_blocks_matter():
+    rows = toy_rows(lambda i: 0.02 if i < 5 else 0.5)
+    drops = single_unit_drops(rows)
+    total = lambda p: sum(drops[u.key] for u in p.units)
+    assert total(plan("hpp", 0.2, rows)) < total(plan("lastk", 0.2, rows))
+
+
+def test_plan_round_trips(tmp_path):
+    p = plan("hpp", 0.3)
+    q = Plan.load(p.save(tmp_path / "plan.json"))
+    assert q.to_dict() == p.to_dict()
+    for key in ("schema", "family", "method", "ratio_target", "ratio_reached", "alpha", "units"):
+        assert key in q.to_dict()
+
+
+@pytest.mark.parametrize("kw, words", [
+    ({"method": "magic", "ratio": 0.2}, "method 'magic'"),
+    ({"method": "hpp", "ratio": 1.2}, "--ratio"),
+    ({"method": "hpp", "ratio": 0.2, "r_thres": 0.0}, "--r-thres"),
+    ({"method": "hpp", "ratio": 0.2, "alpha": float("nan")}, "--alpha"),
+])
+def test_config_validation(kw, words):
+    with pytest.raises(HpruneError, match=words.replace("-", r"\-")):
+        PlanConfig(**kw)
+
+
+def test_unreachable_ratio_and_missing_inputs_are_clear():
+    with pytest.raises(HpruneError, match="cannot reach ratio"):
+        plan("bkscore", 0.9, [row("joint.0.block", 0.1)])
+    with pytest.raises(HpruneError, match="contribution table"):
+        plan("hpp", 0.2, [])
+    with pytest.raises(HpruneError, match="similarit"):
+        make_plan(PlanConfig("koala", 0.2), toy_units(), toy_rows(lambda i: 0.1), None)
+    with pytest.raises(HpruneError, match="alignment"):
+        plan("bkscore", 0.2, alignment="clip")
