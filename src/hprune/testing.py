@@ -73,3 +73,74 @@ def _flux_ids(height: int, width: int) -> torch.Tensor:
     ids[..., 1] = torch.arange(height)[:, None]
     ids[..., 2] = torch.arange(width)[None, :]
     return ids.reshape(height * width, 3)
+
+
+TINY_WORDS = "a an the red green blue yellow circle square triangle photo of cat dog left right on".split()
+
+
+def tiny_tokenizer(max_length: int = 16):
+    """A word-level fast tokenizer built in memory (no vocabulary download)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "</s>", "<unk>", "<s>"]
+    vocab = {tok: i for i, tok in enumerate(specials + TINY_WORDS)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                                   unk_token="<unk>", bos_token="<s>", model_max_length=max_length)
+
+
+def _tiny_clip(hidden: int, projection: bool, seed: int):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    _seeded(seed)
+    cfg = CLIPTextConfig(vocab_size=len(TINY_WORDS) + 4, hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=16,
+                         projection_dim=hidden, pad_token_id=0, eos_token_id=1, bos_token_id=3)
+    cls = CLIPTextModelWithProjection if projection else CLIPTextModel
+    return cls(cfg).eval()
+
+
+def _tiny_t5(d_model: int, seed: int):
+    from transformers import T5Config, T5EncoderModel
+
+    _seeded(seed)
+    cfg = T5Config(vocab_size=len(TINY_WORDS) + 4, d_model=d_model, d_kv=8, d_ff=2 * d_model, num_layers=1,
+                   num_heads=2, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    return T5EncoderModel(cfg).eval()
+
+
+def _tiny_vae(latent_channels: int, seed: int):
+    from diffusers import AutoencoderKL
+
+    _seeded(seed)
+    return AutoencoderKL(block_out_channels=(4,), in_channels=3, out_channels=3, latent_channels=latent_channels,
+                         down_block_types=("DownEncoderBlock2D",), up_block_types=("UpDecoderBlock2D",),
+                         norm_num_groups=1, sample_size=16, shift_factor=0.0, scaling_factor=1.0).eval()
+
+
+def tiny_pipeline(family: str = "sd3", seed: int = 0):
+    """A full diffusers pipeline (transformer, text encoders, VAE, scheduler)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, StableDiffusion3Pipeline
+
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    if family == "flux":
+        return FluxPipeline(transformer=tiny_flux(seed=seed), scheduler=scheduler,
+                            text_encoder=_tiny_clip(8, False, seed), tokenizer=tiny_tokenizer(),
+                            text_encoder_2=_tiny_t5(32, seed), tokenizer_2=tiny_tokenizer(),
+                            vae=_tiny_vae(1, seed))
+    transformer = TINY_MODELS[family](seed=seed)
+    return StableDiffusion3Pipeline(transformer=transformer, scheduler=scheduler,
+                                    text_encoder=_tiny_clip(8, True, seed), tokenizer=tiny_tokenizer(),
+                                    text_encoder_2=_tiny_clip(8, True, seed + 1), tokenizer_2=tiny_tokenizer(),
+                                    text_encoder_3=_tiny_t5(32, seed), tokenizer_3=tiny_tokenizer(),
+                                    vae=_tiny_vae(4, seed))
+
+
+def tiny_generate(pipe, prompt: str = "a red circle", seed: int = 0, steps: int = 2):
+    """One small image through the real pipeline call; returns a float array."""
+    gen = torch.Generator().manual_seed(seed)
+    kwargs = dict(height=16, width=16, num_inference_steps=steps, generator=gen, output_type="np",
+                  max_sequence_length=16, guidance_scale=0.0)
+    return pipe(prompt, **kwargs).images[0]
