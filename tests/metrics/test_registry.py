@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from hprune.errors import HpruneError
+from hprune.metrics import Metric, ShapesMetric, available_metrics, check_scores, get_metric, register_metric
+
+
+class Brightness(Metric):
+    name = "brightness"
+    components = ("brightness",)
+    primary = alignment = "brightness"
+
+    def __init__(self, scale=1.0):
+        self.scale = scale
+
+    def score(self, images, prompts, scenes=None):
+        return {"brightness": self.scale * images.reshape(len(images), -1).mean(1) / 255}
+
+
+def test_registered_names_and_spec_argument():
+    assert {"shapes", "clip", "hps", "pickscore"} <= set(available_metrics())
+    register_metric("brightness", lambda arg, device: Brightness(float(arg or 1)))
+    metric = get_metric("brightness:2")
+    imgs = np.full((2, 4, 4, 3), 255, np.uint8)
+    np.testing.assert_allclose(check_scores(metric, metric.score(imgs, ["a", "b"]), 2)["brightness"], [2, 2])
+
+
+def test_unknown_metric_lists_the_known_ones():
+    with pytest.raises(HpruneError, match="metric 'fid' is unknown; choose one of .*clip"):
+        get_metric("fid")
+
+
+def test_shapes_metric_needs_scenes_and_takes_no_argument():
+    metric = get_metric("shapes")
+    assert isinstance(metric, ShapesMetric) and metric.needs_scenes
+    assert (metric.primary, metric.alignment) == ("score", "semantic")
+    with pytest.raises(HpruneError, match="needs scenes"):
+        metric.score(np.zeros((1, 8, 8, 3), np.uint8), ["a red circle"])
+    with pytest.raises(HpruneError, match="takes no argument"):
+        get_metric("shapes:/x")
+
+
+def test_shapes_metric_wraps_the_evaluator(monkeypatch):
+    import sys
+    import types
+
+    from hprune.metrics import ShapesMetric
+
+    fake = types.ModuleType("hprune.metrics.shapes")
+    report = types.SimpleNamespace(per_prompt=[{"correct": True, "quality": 0.5}, {"correct": False, "quality": 0.25}])
+    fake.evaluate = lambda images, scenes: report
+    monkeypatch.setitem(sys.modules, "hprune.metrics.shapes", fake)
+    scores = ShapesMetric().score(np.zeros((2, 8, 8, 3), np.uint8), ["p", "q"], scenes=["s", "t"])
+    np.testing.assert_allclose(scores["semantic"], [1, 0])
+    np.testing.assert_allclose(scores["quality"], [0.5, 0.25])
+    np.testing.assert_allclose(scores["score"], [0.75, 0.125])
