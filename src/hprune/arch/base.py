@@ -78,6 +78,11 @@ class Adapter:
 
     def check_units(self, model: nn.Module, units) -> None:
         known = {info.unit for info in self.units(model)}
+        for unit in units:
+            if unit.is_block and unit not in known and unit.kind in self.block_lists \
+                    and unit.index < len(self.block_list(model, unit.kind)):
+                raise HpruneError(f"{unit.kind}.{unit.index} is the last {self.model_class} block, which cannot be "
+                                  "removed whole (it feeds the output layer); remove its subcomponents instead.")
         bad = [str(u) for u in units if u not in known]
         if bad:
             sizes = ", ".join(f"{len(self.block_list(model, k))} {k}" for k in self.block_lists)

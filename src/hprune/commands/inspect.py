@@ -1,0 +1,23 @@
+"""`hprune inspect MODEL_PATH`: print the unit table."""
+
+import json
+
+from hprune.arch import get_adapter
+from hprune.inspect_units import format_table, unit_table
+from hprune.io import load_transformer
+
+
+def add_arguments(parser):
+    parser.add_argument("model", help="diffusers transformer folder or pipeline folder")
+    parser.add_argument("--json", action="store_true", help="print JSON for machines")
+
+
+def run(args) -> int:
+    model = load_transformer(args.model)
+    rows = unit_table(model)
+    total = get_adapter(model).total_params(model)
+    if args.json:
+        print(json.dumps({"total_params": total, "units": rows}, indent=1))
+    else:
+        print(format_table(rows, total))
+    return 0

@@ -1,0 +1,52 @@
+"""`hprune prune MODEL_PATH --plan plan.json --out DIR` (or `--remove-blocks`)."""
+
+from pathlib import Path
+
+from hprune.arch import get_adapter
+from hprune.arch.units import Unit
+from hprune.errors import HpruneError
+from hprune.io import is_pipeline_dir, load_transformer, save_pruned
+from hprune.plan import Plan
+from hprune.surgery import prune_
+
+
+def add_arguments(parser):
+    parser.add_argument("model", help="diffusers transformer folder or pipeline folder")
+    how = parser.add_mutually_exclusive_group(required=True)
+    how.add_argument("--plan", help="plan.json made by `hprune plan`")
+    how.add_argument("--remove-blocks", help="comma-separated block indices, e.g. 30,31,35 "
+                     "(FLUX single blocks as s0,s1,...)")
+    parser.add_argument("--out", required=True, help="output folder (must not exist)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
+
+def blocks_from_text(text: str) -> list[Unit]:
+    units = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        kind, num = ("single", item[1:]) if item.startswith("s") else ("joint", item)
+        if not num.isdigit():
+            raise HpruneError(f"--remove-blocks takes block indices like 30,31,35 (s3 for FLUX single block 3), got '{item}'.")
+        units.append(Unit(kind, int(num)))
+    if not units:
+        raise HpruneError("--remove-blocks lists no block; give indices like 30,31,35.")
+    return units
+
+
+def run(args) -> int:
+    model = load_transformer(args.model)
+    adapter = get_adapter(model)
+    if args.plan:
+        plan = Plan.load(args.plan)
+    else:
+        plan = adapter.make_plan(model, blocks_from_text(args.remove_blocks))
+    if plan.norm_mode == "mean" and any(u.is_norm for u in plan.units):
+        raise HpruneError("this plan removes norms in 'mean' mode; prune it with the run directory that "
+                          "holds its calibration (`hprune distill`), or set \"norm_mode\": \"identity\".")
+    before = adapter.total_params(model)
+    prune_(model, plan)
+    after = sum(p.numel() for p in model.parameters())
+    source = args.model if is_pipeline_dir(args.model) else None
+    out = save_pruned(model, plan, Path(args.out), source=source, overwrite=args.overwrite)
+    print(f"removed {len(plan.units)} units: {before:,} -> {after:,} parameters "
+          f"({100 * (1 - after / before):.1f}% fewer); saved to {out}")
+    return 0

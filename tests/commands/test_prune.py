@@ -1,0 +1,44 @@
+import json
+
+import torch
+from diffusers import SD3Transformer2DModel
+
+from hprune.arch import get_adapter
+from hprune.cli import main
+from hprune.io import load_pruned
+from hprune.testing import dummy_inputs, tiny_sd3
+
+
+def test_remove_blocks_by_hand(tmp_path, capsys):
+    tiny_sd3(num_layers=5).save_pretrained(tmp_path / "m")
+    assert main(["prune", str(tmp_path / "m"), "--remove-blocks", "1,3", "--out", str(tmp_path / "o")]) == 0
+    assert "fewer" in capsys.readouterr().out
+    assert SD3Transformer2DModel.from_pretrained(tmp_path / "o").config.num_layers == 3
+
+
+def test_prune_with_plan_file(tmp_path):
+    model = tiny_sd3()
+    model.save_pretrained(tmp_path / "m")
+    get_adapter(model).make_plan(model, ["joint.1.attn", "joint.0"]).save(tmp_path / "plan.json")
+    assert main(["prune", str(tmp_path / "m"), "--plan", str(tmp_path / "plan.json"), "--out", str(tmp_path / "o")]) == 0
+    loaded = load_pruned(tmp_path / "o")
+    assert len(loaded.transformer_blocks) == 3
+    assert torch.isfinite(loaded(**dummy_inputs(loaded))[0]).all()
+
+
+def test_prune_errors(tmp_path, capsys):
+    tiny_sd3(num_layers=3).save_pretrained(tmp_path / "m")
+    other = tiny_sd3(num_layers=6)
+    get_adapter(other).make_plan(other, ["joint.4"]).save(tmp_path / "other.json")
+    cases = [
+        (["--remove-blocks", "9"], "does not have"),
+        (["--remove-blocks", "x1"], "block indices"),
+        (["--plan", str(tmp_path / "other.json")], "made for a SD3Transformer2DModel with 6 layers"),
+    ]
+    for extra, message in cases:
+        assert main(["prune", str(tmp_path / "m"), *extra, "--out", str(tmp_path / "o")]) == 1
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    (tmp_path / "bad.json").write_text(json.dumps({"schema": 1, "family": "sd3", "arch": {}, "units": ["joint.zz"]}))
+    assert main(["prune", str(tmp_path / "m"), "--plan", str(tmp_path / "bad.json"), "--out", str(tmp_path / "o")]) == 1
+    assert "not a unit name" in capsys.readouterr().err

@@ -1,0 +1,121 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DiffusionPipeline, FluxTransformer2DModel, SD3Transformer2DModel
+
+from hprune.arch import get_adapter
+from hprune.errors import HpruneError
+from hprune.io import PLAN_FILE, load_pruned, load_pruned_pipeline, save_pruned
+from hprune.surgery import calibrate_norms, prune_
+from hprune.testing import TINY_MODELS, dummy_inputs, tiny_flux, tiny_generate, tiny_pipeline, tiny_sd3
+
+PLANS = {
+    "sd3": ["joint.0", "joint.1.attn", "joint.2.norm", "joint.3.context_norm"],
+    "sd35-medium": ["joint.1", "joint.0.attn2", "joint.2.context_mlp", "joint.0.norm"],
+    "flux": ["joint.0", "single.1.attn", "single.2.mlp_proj", "single.0.norm", "joint.1.context_norm"],
+}
+
+
+def _out(model, kwargs):
+    with torch.no_grad():
+        return model(**kwargs)[0]
+
+
+@pytest.mark.parametrize("family", list(TINY_MODELS))
+@pytest.mark.parametrize("mode", ["identity", "mean"])
+def test_subcomponent_plan_round_trips(tmp_path, family, mode):
+    model = TINY_MODELS[family]()
+    kwargs = dummy_inputs(model)
+    means = calibrate_norms(model, [kwargs])
+    plan = get_adapter(model).make_plan(model, PLANS[family], norm_mode=mode)
+    prune_(model, plan, means)
+    save_pruned(model, plan, tmp_path / "out")
+    loaded = load_pruned(tmp_path / "out")
+    assert torch.allclose(_out(loaded, kwargs), _out(model, kwargs), atol=1e-6)
+    assert json.loads((tmp_path / "out" / PLAN_FILE).read_text())["schema"] == 1
+
+
+@pytest.mark.parametrize("cls,make,units", [
+    (SD3Transformer2DModel, lambda: tiny_sd3(num_layers=5, dual_attention_layers=(1, 3)), ["joint.0", "joint.3"]),
+    (FluxTransformer2DModel, tiny_flux, ["joint.1", "single.0", "single.2"]),
+])
+def test_block_plan_loads_with_plain_diffusers(tmp_path, cls, make, units):
+    model = make()
+    kwargs = dummy_inputs(model)
+    prune_(model, get_adapter(model).make_plan(model, units))
+    save_pruned(model, get_adapter(model).make_plan(make(), units), tmp_path / "out")
+    plain = cls.from_pretrained(tmp_path / "out")
+    assert torch.allclose(_out(plain, kwargs), _out(model, kwargs), atol=1e-6)
+    assert torch.allclose(_out(load_pruned(tmp_path / "out"), kwargs), _out(model, kwargs), atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+def test_pruned_pipeline_folder_generates_through_diffusers(tmp_path, family):
+    pipe = tiny_pipeline(family)
+    pipe.save_pretrained(tmp_path / "pipe")
+    model = pipe.transformer
+    units = ["joint.0"] if family == "sd3" else ["single.1"]
+    plan = get_adapter(model).make_plan(model, units)
+    prune_(model, plan)
+    save_pruned(model, plan, tmp_path / "pruned", source=tmp_path / "pipe")
+    plain = DiffusionPipeline.from_pretrained(tmp_path / "pruned")  # whole blocks: no hprune needed
+    image = tiny_generate(plain)
+    assert image.shape == (16, 16, 3) and np.isfinite(image).all()
+    np.testing.assert_allclose(image, tiny_generate(pipe), atol=1e-5)
+
+
+def test_subcomponent_pipeline_loads_with_hprune(tmp_path):
+    pipe = tiny_pipeline("sd3")
+    pipe.save_pretrained(tmp_path / "pipe")
+    plan = get_adapter(pipe.transformer).make_plan(pipe.transformer, ["joint.1.attn", "joint.2.mlp"])
+    prune_(pipe.transformer, plan)
+    save_pruned(pipe.transformer, plan, tmp_path / "pruned", source=tmp_path / "pipe")
+    loaded = load_pruned_pipeline(tmp_path / "pruned")
+    np.testing.assert_allclose(tiny_generate(loaded), tiny_generate(pipe), atol=1e-5)
+
+
+def test_not_a_model(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(HpruneError, match="not a diffusers model"):
+        load_pruned(tmp_path / "empty")
+    with pytest.raises(HpruneError, match="does not exist"):
+        load_pruned(tmp_path / "missing")
+
+
+def test_truncated_weights(tmp_path):
+    tiny_sd3().save_pretrained(tmp_path / "m")
+    weights = next((tmp_path / "m").glob("*.safetensors"))
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(HpruneError, match="truncated"):
+        load_pruned(tmp_path / "m")
+    weights.write_bytes(b"garbage")
+    with pytest.raises(HpruneError, match="not a readable safetensors"):
+        load_pruned(tmp_path / "m")
+
+
+def test_unsupported_class(tmp_path):
+    from diffusers import AutoencoderKL
+
+    AutoencoderKL(block_out_channels=(4,), norm_num_groups=1).save_pretrained(tmp_path / "vae")
+    with pytest.raises(HpruneError, match="does not support AutoencoderKL"):
+        load_pruned(tmp_path / "vae")
+
+
+def test_save_is_atomic_and_refuses_to_overwrite(tmp_path, monkeypatch):
+    model = tiny_sd3()
+    plan = get_adapter(model).make_plan(model, ["joint.0"])
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x").write_text("keep")
+    with pytest.raises(HpruneError, match="already exists"):
+        save_pruned(model, plan, tmp_path / "taken")
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(type(plan), "save", fail)
+    with pytest.raises(OSError):
+        save_pruned(model, plan, tmp_path / "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # nothing half-written
