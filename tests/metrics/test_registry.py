@@ -30,12 +30,10 @@ def test_unknown_metric_lists_the_known_ones():
         get_metric("fid")
 
 
-def test_shapes_metric_needs_scenes_and_takes_no_argument():
+def test_shapes_metric_roles_and_no_argument():
     metric = get_metric("shapes")
-    assert isinstance(metric, ShapesMetric) and metric.needs_scenes
+    assert isinstance(metric, ShapesMetric)
     assert (metric.primary, metric.alignment) == ("score", "semantic")
-    with pytest.raises(HpruneError, match="needs scenes"):
-        metric.score(np.zeros((1, 8, 8, 3), np.uint8), ["a red circle"])
     with pytest.raises(HpruneError, match="takes no argument"):
         get_metric("shapes:/x")
 
@@ -48,9 +46,13 @@ def test_shapes_metric_wraps_the_evaluator(monkeypatch):
 
     fake = types.ModuleType("hprune.metrics.shapes")
     report = types.SimpleNamespace(per_prompt=[{"correct": True, "quality": 0.5}, {"correct": False, "quality": 0.25}])
-    fake.evaluate = lambda images, scenes: report
+    seen = {}
+    fake.evaluate = lambda images, scenes: seen.setdefault("scenes", scenes) and report
     monkeypatch.setitem(sys.modules, "hprune.metrics.shapes", fake)
-    scores = ShapesMetric().score(np.zeros((2, 8, 8, 3), np.uint8), ["p", "q"], scenes=["s", "t"])
+    scores = ShapesMetric().score(np.zeros((2, 8, 8, 3), np.uint8), ["a red circle", "two blue squares"])
+    from hprune.toy.prompts import parse
+
+    assert seen["scenes"] == [parse("a red circle"), parse("two blue squares")]
     np.testing.assert_allclose(scores["semantic"], [1, 0])
     np.testing.assert_allclose(scores["quality"], [0.5, 0.25])
     np.testing.assert_allclose(scores["score"], [0.75, 0.125])

@@ -27,11 +27,12 @@ class Metric(ABC):
     components: tuple[str, ...] = ()
     primary: str = ""
     alignment: str = ""
-    needs_scenes: bool = False  # scores need the scene behind each prompt (shapes testbed)
 
     @abstractmethod
     def score(self, images: np.ndarray, prompts: Sequence[str], scenes: Sequence | None = None) -> dict[str, np.ndarray]:
-        """uint8 NHWC RGB images -> {component: float array of one value per image}."""
+        """uint8 NHWC RGB images -> {component: float array of one value per image}.
+
+        `scenes` (shapes testbed) default to the scenes the prompts describe."""
 
 
 # name -> factory(argument after the colon, device) -> Metric
@@ -74,13 +75,15 @@ class ShapesMetric(Metric):
     components = ("score", "semantic", "quality")
     primary = "score"
     alignment = "semantic"
-    needs_scenes = True
 
     def score(self, images, prompts, scenes=None):
-        if scenes is None:
-            raise HpruneError("the shapes metric needs scenes, not bare prompts; use --split or a JSONL file of scenes.")
         from hprune.metrics.shapes import evaluate
 
+        if scenes is None:
+            # A shapes prompt says everything its scene holds.
+            from hprune.toy.prompts import parse
+
+            scenes = [parse(p) for p in prompts]
         report = evaluate(images, scenes)
         semantic = np.array([float(p["correct"]) for p in report.per_prompt])
         quality = np.array([float(p["quality"]) for p in report.per_prompt])
