@@ -457,8 +457,8 @@ def profile(pipe, config: ProfileConfig, out_dir: str | Path, model_name: str = 
     state, out = PartialState(), Path(out_dir)
     items = calibration_set(config)
     model = pipe.transformer
+    metric = get_metric(config.metric, device=str(state.device))  # bad weights fail before anything is written
     prepare_run(out, config, items, model, model_name, write=state.is_main_process)
-    metric = get_metric(config.metric, device=str(state.device))
     sampler = make_sampler(pipe, config, items)
     if state.is_main_process:
         repair_tail(out / TABLE)

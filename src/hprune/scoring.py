@@ -244,3 +244,46 @@ def _check_component(rows: list[dict], component: str) -> None:
     known = set(rows[0]["drops"]) if rows else set()
     if rows and component not in known:
         raise HpruneError(f"the contribution table has no '{component}' score; choose --alignment from {sorted(known)}.")
+
+
+@dataclass
+class RunData:
+    """What `hprune profile` left in a run directory, as plans and reports need it."""
+
+    path: Path
+    units: ModelUnits
+    rows: list[dict]
+    similarity: dict[str, float]
+    reference: dict
+    settings: dict
+
+    @property
+    def alignment(self) -> str:
+        return self.reference.get("alignment", "semantic")
+
+    @property
+    def norm_mode(self) -> str:
+        return self.settings.get("norm_mode", "identity")
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Read a profile run directory; a half-written last table line is skipped."""
+    path = Path(run_dir)
+    if not (path / "units.json").is_file():
+        raise HpruneError(f"{path} is not a profile run directory (no units.json); run `hprune profile MODEL --out {path}` first.")
+    rows = []
+    table = path / "contribution.jsonl"
+    for line in table.read_text().splitlines() if table.is_file() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    read = lambda name: json.loads((path / name).read_text()) if (path / name).is_file() else {}
+    return RunData(path, ModelUnits.load(path / "units.json"), rows, read("similarity.json"),
+                   read("reference.json"), read("config.json").get("settings", {}))
+
+
+def plan_for_run(run: RunData, method: str, ratio: float, **overrides) -> Plan:
+    """The plan `hprune plan` makes: norm mode and alignment score from the run."""
+    fields = {"norm_mode": run.norm_mode, "alignment": run.alignment, **overrides}
+    return make_plan(PlanConfig(method, ratio, **fields), run.units, run.rows, run.similarity)

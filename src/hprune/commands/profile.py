@@ -1,0 +1,74 @@
+"""`hprune profile MODEL --metric M (--split calib | --prompts FILE) --out RUN_DIR`.
+
+Contribution analysis; shard it over GPUs with
+`accelerate launch -m hprune profile ...` (same arguments).
+"""
+
+import json
+from pathlib import Path
+
+import torch
+
+from hprune.errors import HpruneError
+from hprune.profile import SCOPES, ProfileConfig, profile
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def add_arguments(parser):
+    parser.add_argument("model", help="shapes-sd3, shapes-flux, or a diffusers SD3/FLUX pipeline folder")
+    parser.add_argument("--out", required=True, help="run directory (created; re-run the same command to resume)")
+    parser.add_argument("--metric", default="shapes", help="shapes | clip:/path | hps:/path | pickscore:/path")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--split", default="calib", help="calib: balanced shapes prompts from the val split")
+    source.add_argument("--prompts", help="text file, one prompt a line (or JSON lines with prompt, seed)")
+    parser.add_argument("--n-prompts", type=int, default=64, help="calibration prompts (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: shapes 8, others 4)")
+    parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the teacher's, or 0)")
+    parser.add_argument("--size", type=int, default=None, help="image side for diffusers pipelines")
+    parser.add_argument("--max-sequence-length", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=64, help="images per generation call")
+    parser.add_argument("--scope", choices=SCOPES, default="all", help="which single units to remove")
+    parser.add_argument("--pairs", action="store_true", help="also every pair of subcomponents within a block")
+    parser.add_argument("--norm-mode", choices=("identity", "mean"), default="identity",
+                        help="a removed norm's modulation: identity (shift 0, scale 0, gate 1) or its calibrated mean")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def load_any_pipeline(name_or_path: str, device, dtype):
+    """A shapes teacher (by name or folder) or a diffusers pipeline folder."""
+    from hprune.toy.pipeline import PIPELINES, SHIPPED, load_pipeline
+
+    index = Path(name_or_path) / "model_index.json"
+    if name_or_path in SHIPPED or (index.is_file() and json.loads(index.read_text()).get("_class_name") in PIPELINES):
+        return load_pipeline(name_or_path, device=device, dtype=dtype)
+    if not index.is_file():
+        raise HpruneError(f"{name_or_path} is neither {' nor '.join(SHIPPED)} nor a diffusers pipeline folder "
+                          "(no model_index.json); profile needs a whole pipeline to generate images.")
+    from hprune.io import load_pruned_pipeline
+
+    return load_pruned_pipeline(name_or_path, torch_dtype=dtype).to(device)
+
+
+def config_from(args) -> ProfileConfig:
+    return ProfileConfig(
+        metric=args.metric, split=None if args.prompts else args.split, prompts=args.prompts,
+        n_prompts=args.n_prompts, seed=args.seed, steps=args.steps, guidance=args.guidance, size=args.size,
+        max_sequence_length=args.max_sequence_length, batch_size=args.batch_size, scope=args.scope,
+        pairs=args.pairs, norm_mode=args.norm_mode)
+
+
+def run(args) -> int:
+    from accelerate import PartialState
+
+    config = config_from(args)
+    state = PartialState()
+    pipe = load_any_pipeline(args.model, state.device, DTYPES[args.dtype])
+    rows = profile(pipe, config, args.out, model_name=args.model, progress=not args.no_progress)
+    if state.is_main_process:
+        seconds = sum(r["seconds"] for r in rows)
+        print(f"{len(rows)} variants in {args.out}/contribution.jsonl "
+              f"({seconds:.1f} s of generation and scoring, {seconds / max(len(rows), 1):.2f} s a variant)")
+    return 0
