@@ -1,6 +1,9 @@
 import pytest
 import torch
 
+# Tiny models: one thread is faster than contended threads on a 2-core CI box.
+torch.set_num_threads(1)
+
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():

@@ -108,7 +108,7 @@ def prune_(model: nn.Module, plan, norm_means: dict | None = None) -> nn.Module:
     if blocks:
         adapter.check_units(model, blocks)
         adapter.delete_blocks(model, blocks)
-    gc.collect()
+        gc.collect()  # deleted blocks may sit in reference cycles (hooks, caches)
     return model
 
 
