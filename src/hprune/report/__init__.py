@@ -1,0 +1,1 @@
+"""Reports: figures, tables and HTML pages drawn from files that runs wrote."""
