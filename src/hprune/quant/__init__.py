@@ -1,0 +1,70 @@
+"""Quantization backends behind one small interface (see hprune.quantize).
+
+Each backend module defines a `Backend` instance; this registry is the only
+place that lists them, so `hprune quantize --backend` and `hprune bench
+--quant` offer the same names.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+from hprune.errors import HpruneError
+
+
+@dataclass
+class Backend:
+    name: str
+    summary: str
+    weight_bits: int
+    packages: tuple[str, ...] = ()  # import names
+    pip_names: tuple[str, ...] = ()
+    needs_gpu: bool = False
+    file_format: str = "safetensors"  # or "torch" for tensor subclasses
+    extra: dict = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Raise HpruneError naming the fix when a package or a GPU is missing."""
+        missing = [pip for imp, pip in zip(self.packages, self.pip_names) if importlib.util.find_spec(imp) is None]
+        if missing:
+            raise HpruneError(f"backend '{self.name}' needs {', '.join(missing)}; install it with `pip install {' '.join(missing)}` or pick another --backend.")
+        if self.needs_gpu and not torch.cuda.is_available():
+            raise HpruneError(f"backend '{self.name}' needs a CUDA GPU and none is visible; run on a GPU machine or pick --backend w4fp8, which also runs (slowly) on CPU.")
+
+    def supports(self, linear: nn.Linear) -> bool:
+        return True
+
+    def convert(self, model: nn.Module, names: list[str], config) -> None:
+        raise NotImplementedError
+
+    def restore(self, model: nn.Module, names: list[str], state: dict, config, device) -> None:
+        """Fill a model built on the meta device from a saved state dict."""
+        raise NotImplementedError
+
+
+_MODULES = ("hprune.quant.w4fp8_backend", "hprune.quant.bnb", "hprune.quant.torchao_backends")
+
+
+def backends() -> dict[str, Backend]:
+    out: dict[str, Backend] = {}
+    for mod in _MODULES:
+        for backend in importlib.import_module(mod).BACKENDS:
+            out[backend.name] = backend
+    return out
+
+
+def get_backend(name: str) -> Backend:
+    known = backends()
+    if name not in known:
+        raise HpruneError(f"unknown quantization backend '{name}'; choose one of {sorted(known)}.")
+    return known[name]
+
+
+def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)

@@ -1,0 +1,50 @@
+"""torchao backends: int4 weight-only (W4A16) and float8 rowwise (W8A8, for reference).
+
+torchao stores weights as tensor subclasses, which safetensors cannot hold, so
+these save with torch.save and load with hprune's loader (weights_only=False:
+only load files you made yourself).
+"""
+
+from __future__ import annotations
+
+from hprune.quant import Backend
+
+
+class TorchaoBackend(Backend):
+    def ao_config(self, config):
+        from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, Int4WeightOnlyConfig, PerRow
+
+        if self.extra["kind"] == "int4":
+            return Int4WeightOnlyConfig(group_size=config.group_size or 128, int4_packing_format=self.extra["packing"])
+        return Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())
+
+    def convert(self, model, names, config):
+        from torchao.quantization import quantize_
+
+        wanted = set(names)
+        quantize_(model, self.ao_config(config), filter_fn=lambda module, fqn: fqn in wanted)
+
+    def restore(self, model, names, state, config, device):
+        model.to_empty(device=device)
+        self.convert(model, names, config)  # builds the subclass layout; the saved values replace it
+        model.load_state_dict(state, strict=True, assign=True)
+
+
+_COMMON = dict(packages=("torchao",), pip_names=("torchao",), needs_gpu=True, file_format="torch")
+BACKENDS = [
+    TorchaoBackend(
+        name="torchao-int4",
+        summary="torchao int4 weight-only, group 128, plain layout (mslk kernels; pip install mslk-cuda)",
+        weight_bits=4, extra={"kind": "int4", "packing": "plain"}, **_COMMON,
+    ),
+    TorchaoBackend(
+        name="torchao-int4-tinygemm",
+        summary="torchao int4 weight-only, group 128, tinygemm layout (kernel in PyTorch itself)",
+        weight_bits=4, extra={"kind": "int4", "packing": "tile_packed_to_4d"}, **_COMMON,
+    ),
+    TorchaoBackend(
+        name="torchao-fp8",
+        summary="torchao float8 rowwise weights and activations (8-bit, W8A8): the speed reference, not 4-bit",
+        weight_bits=8, extra={"kind": "fp8"}, **_COMMON,
+    ),
+]

@@ -1,0 +1,112 @@
+"""`w4fp8` backend: 4-bit weights in memory, FP8 compute (hprune's own kernel).
+
+Weights: symmetric int4 (w = scale * (n - 8), n in 0..15), one bf16 scale per
+output row and group of `group_size` inputs (128), or per row (group_size 0).
+Activations: FP8 e4m3 with one scale per token row, quantized on the fly in
+plain torch so that torch.compile fuses it into the preceding norm/GELU.
+The GEMM is the Triton kernel in w4fp8_kernel.py on CUDA; elsewhere a torch
+reference with the same numerics runs (slow; for tests and CPU loading).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+TILE_K = 128
+FP8 = torch.float8_e4m3fn
+FP8_MAX = 448.0
+
+
+def supports(linear: nn.Linear) -> bool:
+    return linear.in_features % TILE_K == 0
+
+
+def pack_int4(weight: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """[N, K] float -> (packed uint8 [N, K//2], bf16 scales [N, K//group] or [N])."""
+    n, k = weight.shape
+    w = weight.float()
+    groups = w.view(n, k // group_size, group_size) if group_size else w.view(n, 1, k)
+    scale = (groups.abs().amax(-1, keepdim=True) / 7.0).clamp_min(1e-12)
+    scale = scale.to(torch.bfloat16).float()  # quantize against the scale we store
+    q = (groups / scale).round().clamp(-8, 7).add(8).to(torch.uint8).view(n, k // TILE_K, 2, TILE_K // 2)
+    packed = q[:, :, 0, :] | (q[:, :, 1, :] << 4)
+    scale = scale.squeeze(-1).to(torch.bfloat16)
+    return packed.reshape(n, k // 2).contiguous(), (scale if group_size else scale.squeeze(-1)).contiguous()
+
+
+def unpack_int4(packed: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Inverse of pack_int4, as float32 [N, K]."""
+    n, half = packed.shape
+    tiles = packed.view(n, half // (TILE_K // 2), 1, TILE_K // 2)
+    q = torch.cat([tiles & 0xF, tiles >> 4], dim=2).reshape(n, half * 2).float() - 8.0
+    groups = scale.shape[1] if scale.dim() == 2 else 1
+    return (q.view(n, groups, -1) * scale.float().view(n, groups, 1)).view(n, half * 2)
+
+
+def quantize_rows(x: torch.Tensor, group_size: int):
+    """[M, K] -> (fp8 [M, K], row sums of the fp8 values per weight group, fp32 row scales [M])."""
+    xf = x.float()
+    scale = (xf.abs().amax(-1, keepdim=True) / FP8_MAX).clamp_min(1e-12)
+    x8 = (xf / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8)
+    groups = x.shape[1] // group_size if group_size else 1
+    rowsum = x8.float().view(x.shape[0], groups, -1).sum(-1)
+    return x8, rowsum.contiguous() if group_size else rowsum.view(-1), scale.view(-1)
+
+
+def reference_matmul(x8, rowsum, x_scale, packed, w_scale, bias):
+    """What the kernel computes, in float32 torch (CPU-safe)."""
+    del rowsum  # the kernel needs it for the offset; here the weight is unpacked signed
+    out = (x8.float() * x_scale[:, None]) @ unpack_int4(packed, w_scale).t()
+    return out if bias is None else out + bias.float()
+
+
+@torch.library.custom_op("hprune::w4fp8_mm", mutates_args=())
+def w4fp8_mm(x8: torch.Tensor, rowsum: torch.Tensor, x_scale: torch.Tensor, packed: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None, out_dtype: torch.dtype) -> torch.Tensor:
+    if x8.is_cuda:
+        from hprune.quant.w4fp8_kernel import w4fp8_matmul
+
+        return w4fp8_matmul(x8, rowsum, x_scale, packed, w_scale, bias, out_dtype=out_dtype)
+    return reference_matmul(x8, rowsum, x_scale, packed, w_scale, bias).to(out_dtype)
+
+
+@w4fp8_mm.register_fake
+def _(x8, rowsum, x_scale, packed, w_scale, bias, out_dtype):
+    return x8.new_empty(x8.shape[0], packed.shape[0], dtype=out_dtype)
+
+
+def w4fp8_linear(x, packed, w_scale, bias, group_size):
+    """Activation quantization stays in plain torch ops (outside the custom op) so
+    that torch.compile fuses it into whatever elementwise op produced x."""
+    x2 = x.reshape(-1, x.shape[-1])
+    x8, rowsum, x_scale = quantize_rows(x2, group_size)
+    out = w4fp8_mm(x8, rowsum, x_scale, packed, w_scale, bias, x.dtype)
+    return out.view(*x.shape[:-1], packed.shape[0])
+
+
+class W4Fp8Linear(nn.Module):
+    """Drop-in for nn.Linear holding packed int4 weights (buffers, so state_dict saves them)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, group_size: int, device=None, dtype=torch.bfloat16):
+        super().__init__()
+        self.in_features, self.out_features, self.group_size = in_features, out_features, group_size
+        scale_shape = (out_features, in_features // group_size) if group_size else (out_features,)
+        self.register_buffer("qweight", torch.zeros(out_features, in_features // 2, dtype=torch.uint8, device=device))
+        self.register_buffer("w_scale", torch.ones(scale_shape, dtype=torch.bfloat16, device=device))
+        self.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype, device=device), requires_grad=False) if bias else None
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, group_size: int) -> "W4Fp8Linear":
+        w = linear.weight.data
+        mod = cls(linear.in_features, linear.out_features, linear.bias is not None, group_size, device=w.device, dtype=w.dtype)
+        mod.qweight, mod.w_scale = pack_int4(w, group_size)
+        if linear.bias is not None:
+            mod.bias.data.copy_(linear.bias.data)
+        return mod
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return w4fp8_linear(x, self.qweight, self.w_scale, self.bias, self.group_size)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, group_size={self.group_size}"
