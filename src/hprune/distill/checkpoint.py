@@ -1,0 +1,51 @@
+"""Training checkpoints written atomically; resume restores them exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+LATEST = "latest"
+
+
+def save_checkpoint(root: Path, step: int, model, optimizer, ema=None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:07d}"
+    tmp = root / f".step-{step:07d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "student.safetensors"))
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    if ema is not None:
+        torch.save(ema.state_dict(), tmp / "ema.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step}))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    pointer = root / f".{LATEST}.tmp"
+    pointer.write_text(final.name)
+    os.replace(pointer, root / LATEST)
+    for old in root.glob("step-*"):
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    pointer = root / LATEST
+    if not pointer.is_file():
+        return None
+    path = root / pointer.read_text().strip()
+    return path if (path / "state.json").is_file() else None
+
+
+def load_checkpoint(path: Path, model, optimizer, ema=None) -> int:
+    model.load_state_dict(load_file(str(path / "student.safetensors")))
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    if ema is not None and (path / "ema.pt").is_file():
+        ema.load_state_dict(torch.load(path / "ema.pt", weights_only=False))
+    return json.loads((path / "state.json").read_text())["step"]

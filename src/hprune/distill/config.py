@@ -1,0 +1,59 @@
+"""The distillation settings, validated once, written beside every result."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from hprune.errors import HpruneError
+
+OPTIMIZERS = ("adamw", "sgd")
+PRECISIONS = ("no", "bf16", "fp16")
+
+
+@dataclass
+class DistillConfig:
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-4
+    optimizer: str = "adamw"
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    # L = kd_weight * L_KD + feat_weight * L_feat; the paper adds them with weight 1
+    # (the authors' code uses feat_weight 1e-4).
+    kd_weight: float = 1.0
+    feat_weight: float = 1.0
+    pwp: bool = False
+    # Surviving blocks before this forward position stay frozen; None = the
+    # first pruned position of the plan.
+    pwp_boundary: int | None = None
+    sgdistill: bool = False
+    checkpoint_every: int = 200
+    seed: int = 0
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False
+    ema_decay: float | None = None
+    # logit-normal timestep sampling, as SD3 trains (mean, std of the logit)
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+
+    def __post_init__(self):
+        problems = []
+        if self.steps < 1:
+            problems.append(f"--steps must be at least 1 (got {self.steps})")
+        if self.batch_size < 1:
+            problems.append(f"--batch-size must be at least 1 (got {self.batch_size})")
+        if self.lr <= 0:
+            problems.append(f"--lr must be positive (got {self.lr})")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"--optimizer must be one of {OPTIMIZERS} (got '{self.optimizer}')")
+        if self.mixed_precision not in PRECISIONS:
+            problems.append(f"--mixed-precision must be one of {PRECISIONS} (got '{self.mixed_precision}')")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            problems.append(f"--ema-decay must be in (0, 1) (got {self.ema_decay})")
+        if self.checkpoint_every < 1:
+            problems.append(f"--checkpoint-every must be at least 1 (got {self.checkpoint_every})")
+        if problems:
+            raise HpruneError("; ".join(problems) + ".")
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,104 @@
+"""Which student weights train, and how fast: PWP and SGDistill.
+
+PWP freezes the surviving blocks before the first pruned position (and the
+input embedders in front of them). SGDistill scales each trainable block's
+learning rate by its inverse sensitivity 1/dP, min-max normalised so the
+least sensitive block trains at the full rate and the most important one not
+at all. With Adam, scaling gradients would change nothing (Adam divides the
+scale out), so the scale is applied as a per-parameter-group learning rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn as nn
+
+from hprune.arch import get_adapter
+from hprune.arch.units import Unit
+from hprune.errors import HpruneError
+
+# Non-block modules after the last block; everything else outside blocks is an input embedder.
+OUTPUT_MODULES = ("norm_out", "proj_out")
+
+
+@dataclass
+class MatchedBlock:
+    unit: Unit          # the block's unit in the original (teacher) model
+    position: int       # forward position in the original model
+    student: nn.Module
+    teacher: nn.Module
+
+
+def position(unit: Unit, arch: dict) -> int:
+    return unit.index if unit.kind == "joint" else arch["num_layers"] + unit.index
+
+
+def kept_indices(plan, kind: str) -> list[int]:
+    count = plan.arch["num_layers"] if kind == "joint" else plan.arch.get("num_single_layers", 0)
+    gone = {u.index for u in plan.units if u.is_block and u.kind == kind}
+    return [i for i in range(count) if i not in gone]
+
+
+def match_blocks(student, teacher, plan) -> list[MatchedBlock]:
+    """Student block j of each kind <-> the teacher block it was cut from."""
+    adapter = get_adapter(teacher)
+    matched = []
+    for kind in adapter.block_lists:
+        s_blocks, t_blocks = adapter.block_list(student, kind), adapter.block_list(teacher, kind)
+        for j, original in enumerate(kept_indices(plan, kind)):
+            unit = Unit(kind, original)
+            matched.append(MatchedBlock(unit, position(unit, plan.arch), s_blocks[j], t_blocks[original]))
+    return matched
+
+
+def pwp_boundary(plan, override: int | None) -> int:
+    if override is not None:
+        return override
+    return min((position(u, plan.arch) for u in plan.units), default=10**9)
+
+
+def sgdistill_scales(sensitivity: dict[str, float]) -> dict[str, float]:
+    """Min-max normalised 1/dP. dP at or below 1% of the largest is floored
+    there, so one near-zero drop does not push every other block to 0."""
+    if not sensitivity:
+        return {}
+    top = max(max(sensitivity.values()), 1e-12)
+    inverse = {k: 1.0 / max(v, 0.01 * top) for k, v in sensitivity.items()}
+    lo, hi = min(inverse.values()), max(inverse.values())
+    if hi - lo < 1e-12:
+        return {k: 1.0 for k in inverse}
+    return {k: (v - lo) / (hi - lo) for k, v in inverse.items()}
+
+
+def block_scales(matched, boundary: int, pwp: bool, sensitivity: dict[str, float] | None) -> dict[str, float]:
+    trainable = [m for m in matched if not (pwp and m.position < boundary)]
+    scales = {m.unit.key: (1.0 if m in trainable else 0.0) for m in matched}
+    if sensitivity is not None:
+        missing = [m.unit.key for m in trainable if m.unit.key not in sensitivity]
+        if missing:
+            raise HpruneError(f"the sensitivity table has no dP for {', '.join(missing[:5])}; "
+                              "run `hprune profile` on the teacher and pass its contribution.jsonl.")
+        scales.update(sgdistill_scales({m.unit.key: sensitivity[m.unit.key] for m in trainable}))
+    return scales
+
+
+def param_groups(student, matched, scales: dict[str, float], lr: float, pwp: bool) -> list[dict]:
+    """Optimizer groups; frozen weights get requires_grad False and no group."""
+    in_blocks = set()
+    groups = []
+    for m in matched:
+        params = list(m.student.parameters())
+        in_blocks.update(id(p) for p in params)
+        scale = scales[m.unit.key]
+        for p in params:
+            p.requires_grad_(scale > 0)
+        if scale > 0 and params:
+            groups.append({"params": params, "lr": lr * scale, "name": m.unit.key, "scale": scale})
+    rest = [(n, p) for n, p in student.named_parameters() if id(p) not in in_blocks]
+    for name, p in rest:
+        p.requires_grad_(not pwp or name.startswith(OUTPUT_MODULES))
+    trainable_rest = [p for _, p in rest if p.requires_grad]
+    if trainable_rest:
+        groups.append({"params": trainable_rest, "lr": lr, "name": "embedders+output", "scale": 1.0})
+    return groups

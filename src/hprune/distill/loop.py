@@ -1,0 +1,156 @@
+"""The distillation loop, on accelerate: one GPU, DDP or FSDP by `accelerate launch`."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from hprune.distill.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from hprune.distill.config import DistillConfig
+from hprune.distill.data import DistillData, draw_batch
+from hprune.distill.freeze import block_scales, match_blocks, param_groups, pwp_boundary
+from hprune.distill.losses import FeatureTap, feature_loss, kd_loss
+from hprune.distill.velocity import velocity_fn
+from hprune.errors import HpruneError
+from hprune.io import PLAN_FILE, write_meta
+from hprune.surgery import prune_
+
+LOSS_CSV = "loss.csv"
+SUMMARY = "training_summary.json"
+
+
+def build_student(teacher, plan, norm_means=None):
+    return prune_(copy.deepcopy(teacher), plan, norm_means)
+
+
+def _optimizer(groups, cfg: DistillConfig):
+    if not groups:
+        raise HpruneError("nothing is left to train: PWP/SGDistill froze every weight; move --pwp-boundary.")
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _start(out: Path, resume: bool, model, optimizer, ema) -> int:
+    ckpt = latest_checkpoint(out / "checkpoints")
+    if ckpt is None:
+        if (out / LOSS_CSV).exists() and not resume:
+            raise HpruneError(f"{out} holds an earlier distillation; pass --resume to continue it or choose another --out.")
+        return 0
+    if not resume:
+        raise HpruneError(f"{out} holds a checkpoint ({ckpt.name}); pass --resume to continue or choose another --out.")
+    return load_checkpoint(ckpt, model, optimizer, ema)
+
+
+def _trim_log(path: Path, start: int) -> None:
+    """Keep log rows before `start`, so a resumed run's log equals an uninterrupted one."""
+    if not path.exists():
+        return
+    rows = list(csv.reader(path.open()))
+    keep = [rows[0]] + [r for r in rows[1:] if int(r[0]) < start]
+    path.write_text("".join(",".join(r) + "\n" for r in keep))
+
+
+def distill(teacher, plan, data: DistillData, cfg: DistillConfig, out_dir: str | Path,
+            sensitivity: dict[str, float] | None = None, norm_means=None, resume: bool = False,
+            progress: bool = True):
+    """Train the physically pruned student; returns it (unwrapped) and writes
+    `out_dir` as a loadable pruned model folder with plan, summary and logs."""
+    from accelerate import Accelerator
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    teacher = teacher.to(accelerator.device).eval().requires_grad_(False)
+    student = build_student(teacher, plan, norm_means).train()
+    if cfg.gradient_checkpointing:
+        student.enable_gradient_checkpointing()
+    matched = match_blocks(student, teacher, plan)
+    scales = block_scales(matched, pwp_boundary(plan, cfg.pwp_boundary), cfg.pwp,
+                          sensitivity if cfg.sgdistill else None)
+    groups = param_groups(student, matched, scales, cfg.lr, cfg.pwp)
+    optimizer = _optimizer(groups, cfg)
+    ema = _make_ema(student, cfg)
+    start = _start(out, resume, student, optimizer, ema)
+    wrapped, optimizer = accelerator.prepare(student, optimizer)
+    velocity = velocity_fn(teacher)
+    taps = _taps(matched, scales)
+    log_path = out / LOSS_CSV
+    _trim_log(log_path, start)
+    t0, last = time.time(), {}
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress or not accelerator.is_main_process,
+               desc="distill", unit="step")
+    for step in bar:
+        batch = draw_batch(data, cfg.batch_size, cfg.seed, step, accelerator.process_index, cfg.logit_mean, cfg.logit_std)
+        x, sigma = batch.noisy.to(accelerator.device), batch.sigma.to(accelerator.device)
+        seq, pooled = batch.seq.to(accelerator.device), batch.pooled.to(accelerator.device)
+        with torch.no_grad(), accelerator.autocast():
+            v_teacher = velocity(teacher, x, sigma, seq, pooled)
+        with accelerator.autocast():
+            v_student = velocity(wrapped, x, sigma, seq, pooled, config=student.config)
+            l_kd = kd_loss(v_student, v_teacher)
+            l_feat = feature_loss(taps[0].pop(), taps[1].pop()).to(l_kd.device)
+            loss = cfg.kd_weight * l_kd + cfg.feat_weight * l_feat
+        accelerator.backward(loss)
+        if cfg.grad_clip:
+            accelerator.clip_grad_norm_([p for g in groups for p in g["params"]], cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.step(student.parameters())
+        last = {"step": step, "loss": loss.item(), "kd": l_kd.item(), "feat": l_feat.item()}
+        if accelerator.is_main_process:
+            _log(log_path, last)
+            bar.set_postfix(loss=f"{last['loss']:.4g}")
+            if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+                save_checkpoint(out / "checkpoints", step + 1, student, optimizer, ema)
+    for tap in taps:
+        tap.close()
+    student = accelerator.unwrap_model(wrapped)
+    if ema is not None:
+        ema.copy_to(student.parameters())
+    if accelerator.is_main_process:
+        _finish(out, student, plan, cfg, scales, last, time.time() - t0, start)
+    return student
+
+
+def _make_ema(student, cfg: DistillConfig):
+    if cfg.ema_decay is None:
+        return None
+    from diffusers.training_utils import EMAModel
+
+    return EMAModel(student.parameters(), decay=cfg.ema_decay)
+
+
+def _taps(matched, scales):
+    keys = [m for m in matched if scales[m.unit.key] > 0]
+    return (FeatureTap({m.unit.key: m.student for m in keys}), FeatureTap({m.unit.key: m.teacher for m in keys}))
+
+
+def _log(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with path.open("a") as fh:
+        if new:
+            fh.write("step,loss,kd,feat\n")
+        fh.write(f"{row['step']},{row['loss']:.8g},{row['kd']:.8g},{row['feat']:.8g}\n")
+
+
+def _finish(out: Path, student, plan, cfg, scales, last, seconds, start) -> None:
+    tmp = out / ".model.tmp"
+    student.save_pretrained(tmp)
+    for file in tmp.iterdir():
+        file.replace(out / file.name)
+    tmp.rmdir()
+    plan.save(out / PLAN_FILE)
+    trainable = sum(p.numel() for p in student.parameters() if p.requires_grad)
+    summary = {"config": cfg.to_dict(), "steps": cfg.steps, "resumed_from": start, "final": last,
+               "seconds": round(seconds, 2), "trainable_params": trainable,
+               "total_params": sum(p.numel() for p in student.parameters()), "block_lr_scales": scales}
+    (out / SUMMARY).write_text(json.dumps(summary, indent=1) + "\n")
+    write_meta(out)

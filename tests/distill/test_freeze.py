@@ -1,0 +1,78 @@
+import copy
+
+import pytest
+import torch
+
+from hprune.arch import get_adapter
+from hprune.distill.freeze import block_scales, match_blocks, param_groups, pwp_boundary, sgdistill_scales
+from hprune.distill.loop import build_student
+from hprune.errors import HpruneError
+from hprune.testing import dummy_inputs, tiny_flux, tiny_sd3
+
+
+def test_sgdistill_scales_are_normalised_inverse_sensitivity():
+    scales = sgdistill_scales({"a": 0.5, "b": 0.1, "c": 0.2})
+    assert scales["b"] == 1.0 and scales["a"] == 0.0
+    assert 0 < scales["c"] < 1
+    # 1/dP: c sits where its inverse sits between the extremes
+    assert scales["c"] == pytest.approx((1 / 0.2 - 1 / 0.5) / (1 / 0.1 - 1 / 0.5))
+
+
+def test_match_blocks_follows_original_indices():
+    teacher = tiny_flux(num_layers=3, num_single_layers=4)
+    plan = get_adapter(teacher).make_plan(teacher, ["joint.1", "single.0", "single.2"])
+    student = build_student(teacher, plan)
+    matched = match_blocks(student, teacher, plan)
+    assert [m.unit.key for m in matched] == ["joint.0.block", "joint.2.block", "single.1.block", "single.3.block"]
+    assert [m.position for m in matched] == [0, 2, 4, 6]
+    assert pwp_boundary(plan, None) == 1
+
+
+def _sgd_step(teacher, plan, sensitivity):
+    student = build_student(teacher, plan)
+    matched = match_blocks(student, teacher, plan)
+    scales = block_scales(matched, pwp_boundary(plan, None), pwp=False, sensitivity=sensitivity)
+    groups = param_groups(student, matched, scales, lr=0.1, pwp=False)
+    before = copy.deepcopy(student.state_dict())
+    optimizer = torch.optim.SGD(groups, lr=0.1)
+    out = student(**dummy_inputs(student))[0]
+    out.pow(2).mean().backward()
+    optimizer.step()
+    moved = {m.unit.key: sum((p - before[n]).norm().item() for n, p in student.named_parameters()
+                             if any(p is q for q in m.student.parameters()))
+             for m in matched}
+    return scales, moved
+
+
+def test_sgdistill_scale_zero_freezes_and_half_moves_half():
+    teacher = tiny_sd3(num_layers=5)
+    plan = get_adapter(teacher).make_plan(teacher, ["joint.3"])
+    # dP chosen so that the normalised scales are 0 (joint.0), 1 (joint.1) and 0.5 (joint.2)
+    sens = {"joint.0.block": 1.0, "joint.1.block": 0.25, "joint.2.block": 0.4, "joint.4.block": 0.25}
+    scales, moved = _sgd_step(teacher, plan, sens)
+    assert scales["joint.0.block"] == 0.0 and scales["joint.2.block"] == pytest.approx(0.5)
+    assert moved["joint.0.block"] == 0.0
+    full_scales, full_moved = _sgd_step(teacher, plan, None)
+    assert full_scales["joint.2.block"] == 1.0
+    # one SGD step: the update is exactly proportional to the learning rate
+    assert moved["joint.2.block"] == pytest.approx(0.5 * full_moved["joint.2.block"], rel=1e-3)
+    assert moved["joint.1.block"] == pytest.approx(full_moved["joint.1.block"], rel=1e-3)
+
+
+def test_pwp_freezes_blocks_before_the_first_pruned_position():
+    teacher = tiny_sd3(num_layers=5)
+    plan = get_adapter(teacher).make_plan(teacher, ["joint.2"])
+    student = build_student(teacher, plan)
+    matched = match_blocks(student, teacher, plan)
+    scales = block_scales(matched, pwp_boundary(plan, None), pwp=True, sensitivity=None)
+    assert scales == {"joint.0.block": 0.0, "joint.1.block": 0.0, "joint.3.block": 1.0, "joint.4.block": 1.0}
+    param_groups(student, matched, scales, lr=1e-3, pwp=True)
+    assert not student.pos_embed.proj.weight.requires_grad and student.proj_out.weight.requires_grad
+
+
+def test_missing_sensitivity_is_a_clear_error():
+    teacher = tiny_sd3(num_layers=4)
+    plan = get_adapter(teacher).make_plan(teacher, ["joint.1"])
+    student = build_student(teacher, plan)
+    with pytest.raises(HpruneError, match="no dP for joint.0.block"):
+        block_scales(match_blocks(student, teacher, plan), 1, pwp=False, sensitivity={"joint.2.block": 0.1})

@@ -1,0 +1,115 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hprune.arch import get_adapter
+from hprune.distill import DistillConfig, distill
+from hprune.distill.data import DistillData, draw_batch
+from hprune.distill.loop import build_student
+from hprune.distill.velocity import velocity_fn
+from hprune.errors import HpruneError
+from hprune.io import load_pruned
+from hprune.testing import tiny_flux, tiny_pipeline, tiny_sd3
+
+
+def sd3_data(n=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return DistillData(torch.randn(n, 4, 8, 8, generator=g), torch.randn(n, 6, 32, generator=g),
+                       torch.randn(n, 16, generator=g))
+
+
+def _kd_on(student, teacher, data):
+    batch = draw_batch(data, 16, seed=123, step=0)
+    v = velocity_fn(teacher)
+    with torch.no_grad():
+        return torch.nn.functional.mse_loss(v(student, batch.noisy, batch.sigma, batch.seq, batch.pooled),
+                                            v(teacher, batch.noisy, batch.sigma, batch.seq, batch.pooled)).item()
+
+
+def test_distillation_reduces_the_gap_to_the_teacher(tmp_path):
+    teacher, data = tiny_sd3(num_layers=4), sd3_data()
+    plan = get_adapter(teacher).make_plan(teacher, ["joint.1"])
+    before = _kd_on(build_student(teacher, plan), teacher, data)
+    cfg = DistillConfig(steps=40, batch_size=8, lr=3e-3, checkpoint_every=100)
+    student = distill(teacher, plan, data, cfg, tmp_path / "out", progress=False)
+    assert _kd_on(student.eval(), teacher, data) < 0.5 * before
+    loaded = load_pruned(tmp_path / "out")
+    assert len(loaded.transformer_blocks) == 3
+    summary = json.loads((tmp_path / "out" / "training_summary.json").read_text())
+    assert summary["steps"] == 40 and summary["trainable_params"] > 0
+
+
+def test_flux_student_trains_with_pwp(tmp_path):
+    teacher = tiny_flux(num_layers=2, num_single_layers=3)
+    g = torch.Generator().manual_seed(0)
+    data = DistillData(torch.randn(16, 1, 4, 4, generator=g), torch.randn(16, 6, 32, generator=g), torch.randn(16, 8, generator=g))
+    plan = get_adapter(teacher).make_plan(teacher, ["single.1", "single.2.mlp_proj"])
+    student = distill(teacher, plan, data, DistillConfig(steps=3, batch_size=4, pwp=True), tmp_path / "o", progress=False)
+    # PWP: the double blocks and single.0 precede the first pruned position and keep the teacher's weights
+    for s, t in zip(student.transformer_blocks, teacher.transformer_blocks):
+        assert all(torch.equal(a, b) for a, b in zip(s.parameters(), t.parameters()))
+    assert not torch.equal(student.single_transformer_blocks[1].proj_out.weight,
+                           teacher.single_transformer_blocks[2].proj_out.weight[:, :16])
+
+
+def test_refuses_to_overwrite_an_earlier_run(tmp_path):
+    teacher, data = tiny_sd3(num_layers=3), sd3_data(8)
+    plan = get_adapter(teacher).make_plan(teacher, ["joint.0"])
+    cfg = DistillConfig(steps=2, batch_size=2)
+    distill(teacher, plan, data, cfg, tmp_path / "o", progress=False)
+    with pytest.raises(HpruneError, match="--resume"):
+        distill(teacher, plan, data, cfg, tmp_path / "o", progress=False)
+
+
+def test_config_names_the_bad_flag():
+    with pytest.raises(HpruneError, match="--steps must be at least 1.*--optimizer must be one of"):
+        DistillConfig(steps=0, optimizer="lion")
+
+
+def _cli(tmp_path, out, steps):
+    return [sys.executable, "-m", "hprune", "distill", "--teacher", str(tmp_path / "pipe"),
+            "--plan", str(tmp_path / "plan.json"), "--data", str(tmp_path / "data.safetensors"),
+            "--out", str(out), "--steps", str(steps), "--batch-size", "4", "--lr", "1e-3",
+            "--checkpoint-every", "5", "--mixed-precision", "no"]
+
+
+def test_killed_run_resumes_bit_for_bit(tmp_path):
+    pipe = tiny_pipeline("sd3")
+    pipe.save_pretrained(tmp_path / "pipe")
+    get_adapter(pipe.transformer).make_plan(pipe.transformer, ["joint.1"]).save(tmp_path / "plan.json")
+    sd3_data(16).save(tmp_path / "data.safetensors")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    steps = 60
+    proc = subprocess.Popen(_cli(tmp_path, tmp_path / "killed", steps), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (tmp_path / "killed" / "checkpoints" / "latest").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "training_summary.json").exists(), "run finished before the kill"
+    subprocess.run(_cli(tmp_path, tmp_path / "killed", steps) + ["--resume"], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(_cli(tmp_path, tmp_path / "whole", steps), env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = load_file(str(tmp_path / "killed" / "diffusion_pytorch_model.safetensors"))
+    whole = load_file(str(tmp_path / "whole" / "diffusion_pytorch_model.safetensors"))
+    assert killed.keys() == whole.keys()
+    assert all(torch.equal(killed[k], whole[k]) for k in whole)
+    assert (tmp_path / "killed" / "loss.csv").read_text() == (tmp_path / "whole" / "loss.csv").read_text()
+    summary = json.loads((tmp_path / "killed" / "training_summary.json").read_text())
+    assert summary["resumed_from"] > 0
+
+
+def test_sgdistill_without_sensitivity_is_one_sentence(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "hprune", "distill", "--teacher", "x", "--plan", "p.json",
+                             "--out", str(tmp_path / "o"), "--sgdistill"], capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "--sensitivity" in result.stderr
