@@ -35,6 +35,7 @@ from hprune.toy.world import (
 
 NUMBERS = ("one", "two", "three", "four")
 PLURALS = {shape: shape + "s" for shape in SHAPES}
+_SINGULAR = {plural: shape for shape, plural in PLURALS.items()}
 TEXTURED_FILLS = tuple(f for f in FILLS if f != "solid")  # "solid" is the unsaid default
 PATTERNS = tuple(b for b in BACKGROUNDS if b != "plain")  # so is "plain"
 
@@ -122,7 +123,7 @@ def _parse_glyph(words: list[str], background: str | None) -> Scene:
 def _parse_count(words: list[str], background: str | None) -> Scene:
     n = NUMBERS.index(words[0]) + 1
     *color, noun = words[1:]
-    shape = noun if n == 1 else next(s for s, p in PLURALS.items() if p == noun)
+    shape = noun if n == 1 else _SINGULAR.get(noun)
     if len(color) > 1 or (color and color[0] not in COLORS) or shape not in SHAPES:
         raise ValueError("count")
     if background:

@@ -16,16 +16,17 @@ Four parts, each 1.0 on an exact render, equally weighted:
   background and objects weigh half each. Washed-out stripes, mottled flat
   areas and broken patterns lower it.
 - fréchet: a set-level term on what the images show, not how well it is
-  drawn. Each image gives content shares (pixel share of each colour, of the
-  dark shade, of background pattern, white and black; shares of each shape;
-  object count, area and size), standardised by real renders of the same
-  scenes with fresh layouts; each feature gets a Gaussian on both sides, and
-  the Fréchet distance of the two diagonal Gaussians (mean term bias-corrected
-  for sample size), averaged over features, becomes exp(-distance /
-  FRECHET_SCALE). It catches what a single image does not show: a wrong
-  colour mix, lost variety, objects too large, too small or too few. Below
-  FRECHET_MIN_IMAGES images a set has no distribution to speak of: the term
-  is left out and quality is the mean of the three per-image parts.
+  drawn. Each image gives content shares read by ShapesEval (its objects'
+  colours, shapes, fills, digits, count, area and size; its background
+  pattern), standardised by real renders of the same scenes with fresh
+  layouts; each feature gets a Gaussian on both sides, and the Fréchet
+  distance of the two diagonal Gaussians (mean term bias-corrected for sample
+  size), summed over features, becomes exp(-distance / FRECHET_SCALE). It
+  catches what a single image does not: a wrong colour mix (every free colour
+  drawn red costs about half of this term), lost variety, objects too large,
+  too small or too few. Below FRECHET_MIN_IMAGES images a set has no
+  distribution to speak of: the term is left out and quality is the mean of
+  the three per-image parts.
 
 The per-image quality is the mean of the per-image parts and the set's
 fréchet term, so the set's quality is the mean of the per-image values.
@@ -121,8 +122,8 @@ def measure(image: np.ndarray, reading: Reading) -> tuple[dict[str, float], np.n
 # ---------------------------------------------------------------- set level
 
 FEATURES = (
-    "background", "pattern", "white", "black", *(f"share_{c}" for c in COLORS), "dark_share",
-    *(f"shape_{s}" for s in SHAPES), "objects", "object_area", "large_share",
+    *(f"color_{c}" for c in COLORS), *(f"shape_{s}" for s in SHAPES), "striped", "dotted", "digit", "white_digit",
+    "background_striped", "background_checkered", "background_unknown", "objects", "object_area", "large",
 )  # fmt: skip
 FEATURE_FLOOR = 0.02  # every feature is a share in [0, 1]; smaller spreads count as this
 
@@ -130,26 +131,29 @@ FEATURE_FLOOR = 0.02  # every feature is a share in [0, 1]; smaller spreads coun
 def features(reading: Reading) -> np.ndarray:
     """What an image shows, as shares in [0, 1], one per FEATURES name.
 
-    Only content, not pixel quality (the per-image parts measure that): the
-    fréchet term is about the mix of colours, textures, shapes, counts and
-    sizes across the set.
+    Content read from the image (objects and background), not pixel quality:
+    the per-image parts measure that. Shares are over the image's objects.
     """
-    labels = reading.labels
-    counts = np.bincount(labels.ravel(), minlength=len(PALETTE)) / labels.size
-    family = counts[4::2] + counts[5::2]
     objects = reading.objects
     n = max(len(objects), 1)
-    shapes = [sum(o.shape == s for o in objects) / n for s in SHAPES]
+
+    def share(test) -> float:
+        return sum(bool(test(o)) for o in objects) / n
+
     return np.array([
-        *counts[:4], *family, counts[5::2].sum() / max(family.sum(), 1e-6), *shapes,
+        *(share(lambda o, c=c: o.color == c) for c in COLORS),
+        *(share(lambda o, s=s: o.shape == s) for s in SHAPES),
+        share(lambda o: o.fill == "striped"), share(lambda o: o.fill == "dotted"),
+        share(lambda o: o.digit is not None), share(lambda o: o.digit_color == "white"),
+        *(float(reading.background == b) for b in ("striped", "checkered", "unknown")),
         min(len(objects) / MAX_OBJECTS, 1.0),
-        np.mean([o.area for o in objects]) / labels.size if objects else 0.0,
-        sum(o.size == "large" for o in objects) / n,
+        np.mean([o.area for o in objects]) / reading.labels.size if objects else 0.0,
+        share(lambda o: o.size == "large"),
     ], np.float64)  # fmt: skip
 
 
 def frechet(feats: np.ndarray, reference: np.ndarray) -> float:
-    """Fréchet distance of diagonal Gaussians over standardised features, per feature.
+    """Fréchet distance of diagonal Gaussians over standardised features.
 
     The mean term is bias-corrected (its expected value for two samples of
     one distribution is var/n + var/m), so equal distributions score ~0 at any
@@ -163,7 +167,7 @@ def frechet(feats: np.ndarray, reference: np.ndarray) -> float:
     var_r = r.var(0, ddof=1)
     mean_term = (x.mean(0) - r.mean(0)) ** 2 - var_x / n - var_r / m
     sd_term = (np.sqrt(var_x) - np.sqrt(var_r)) ** 2
-    return max(float((mean_term + sd_term).mean()), 0.0)
+    return max(float((mean_term + sd_term).sum()), 0.0)
 
 
 def frechet_score(distance: float) -> float:
