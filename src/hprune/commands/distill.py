@@ -9,6 +9,7 @@ import torch
 
 from hprune.distill import DistillConfig, distill
 from hprune.distill.data import DistillData
+from hprune.distill.sensitivity import load_sensitivity
 from hprune.errors import HpruneError
 from hprune.plan import Plan
 
@@ -57,11 +58,6 @@ def load_teacher(name_or_path: str):
 def _is_toy(path: str) -> bool:
     index = Path(path) / "model_index.json"
     return index.is_file() and json.loads(index.read_text()).get("_class_name", "").startswith("Shapes")
-
-
-def load_sensitivity(path: str) -> dict[str, float]:
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    return {r["units"][0]: float(r["dP"]) for r in rows if len(r.get("units", [])) == 1}
 
 
 def build_data(spec: str, pipe, out: Path, resolution: int, seed: int) -> DistillData:

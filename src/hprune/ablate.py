@@ -1,0 +1,214 @@
+"""The method ablation on the shapes testbed (paper Tables 1 and 3).
+
+For each ratio, rows with the same distillation budget:
+`lastk`, `koala`, `bkscore` (their ranking + plain distillation), `hpp`
+(HPP alone, no distillation), `hpp+pwp`, `hpp+pwp+sgdistill`; optionally each
+again with 4-bit weights. Every row is scored on the held-out test split with
+ShapesEval and compared with the teacher:
+degradation = mean relative drop of the semantic and quality scores.
+
+Each row is an independent job writing its own JSON file, so the table
+resumes after a kill and rows run side by side (`jobs`) on one GPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from multiprocessing import get_context
+from pathlib import Path
+
+import torch
+
+from hprune.distill import DistillConfig, distill
+from hprune.errors import HpruneError
+from hprune.plan import check_ratio
+
+METHODS = ("lastk", "koala", "bkscore", "hpp", "hpp+pwp", "hpp+pwp+sgdistill")
+DATA_FILE = "distill_data.safetensors"
+
+
+@dataclass
+class AblateConfig:
+    ratios: tuple[float, ...] = (0.2, 0.3)
+    methods: tuple[str, ...] = METHODS
+    quant: str | None = None          # also score each row with this 4-bit backend
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    data_size: int = 8192
+    split: str = "test"
+    per_category: int = 64
+    eval_steps: int = 8
+    eval_batch: int = 128
+    jobs: int = 1
+
+    def __post_init__(self):
+        for r in self.ratios:
+            check_ratio(r, "--ratios")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise HpruneError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}.")
+        if self.jobs < 1:
+            raise HpruneError(f"--jobs must be at least 1, got {self.jobs}.")
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    method: str
+    ratio: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}-{self.ratio:g}"
+
+
+def degradation(teacher: dict, row: dict) -> float | None:
+    """Mean relative drop of the two scores; a score the teacher never earns
+    (0, as an untrained toy teacher) has no relative drop and is left out."""
+    drops = [(teacher[k] - row[k]) / teacher[k] for k in ("semantic", "quality") if teacher[k] > 0]
+    return sum(drops) / len(drops) if drops else None
+
+
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def score_transformer(pipe, transformer, cfg: AblateConfig) -> dict:
+    """ShapesEval scores of the pipeline drawing with `transformer`."""
+    from hprune.generate import GenerationConfig, generate_images
+    from hprune.metrics.shapes import evaluate
+    from hprune.toy.splits import eval_set
+
+    items = eval_set(cfg.split, cfg.per_category)
+    original, pipe.transformer = pipe.transformer, transformer
+    try:
+        images = generate_images(pipe, [i.prompt for i in items], [i.seed for i in items],
+                                 GenerationConfig(steps=cfg.eval_steps, batch_size=cfg.eval_batch))
+    finally:
+        pipe.transformer = original
+    report = evaluate(images, [i.prompt for i in items])
+    return {"semantic": report.semantic, "quality": report.quality, "per_category": report.per_category}
+
+
+def teacher_scores(teacher: str, out: Path, cfg: AblateConfig) -> dict:
+    path = out / "teacher.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    from hprune.toy.pipeline import load_pipeline
+
+    pipe = load_pipeline(teacher, device=_device())
+    t0 = time.time()
+    scores = {**score_transformer(pipe, pipe.transformer, cfg), "teacher": teacher,
+              "params": sum(p.numel() for p in pipe.transformer.parameters()), "gpu_seconds": 0.0}
+    scores["eval_seconds"] = round(time.time() - t0, 2)
+    _write_json(path, scores)
+    return scores
+
+
+def distill_data(pipe, out: Path, cfg: AblateConfig):
+    from hprune.distill.data import DistillData
+    from hprune.distill.sources import shapes_data
+
+    path = out / DATA_FILE
+    if not path.is_file():
+        shapes_data(pipe, cfg.data_size, seed=cfg.distill.seed).save(path)
+    return DistillData.load(path)
+
+
+def train_row(spec: RowSpec, pipe, run, out: Path, cfg: AblateConfig):
+    """The row's student: pruned by its ranker, distilled unless `hpp` alone."""
+    from hprune.distill.sensitivity import load_sensitivity
+    from hprune.scoring import plan_for_run
+    from hprune.surgery import prune_
+
+    plan = plan_for_run(run, spec.method.split("+")[0], spec.ratio)
+    means_file = run.path / "norm_means.pt"
+    norm_means = torch.load(means_file, weights_only=True) if means_file.is_file() else None
+    row_dir = out / spec.name
+    row_dir.mkdir(parents=True, exist_ok=True)
+    plan.save(row_dir / "plan.json")
+    if spec.method == "hpp":
+        return prune_(copy.deepcopy(pipe.transformer), plan, norm_means), plan
+    dcfg = replace(cfg.distill, pwp="pwp" in spec.method, sgdistill="sgdistill" in spec.method)
+    sensitivity = load_sensitivity(run.path / "contribution.jsonl") if dcfg.sgdistill else None
+    student = distill(pipe.transformer, plan, distill_data(pipe, out, cfg), dcfg, row_dir / "student",
+                      sensitivity=sensitivity, norm_means=norm_means, resume=True, progress=False)
+    return student.eval(), plan
+
+
+def run_row(spec: RowSpec, teacher: str, run_dir: str, out_dir: str, cfg: AblateConfig) -> list[dict]:
+    """Train and score one row (and its 4-bit twin); idempotent."""
+    from hprune.scoring import load_run
+    from hprune.toy.pipeline import load_pipeline
+
+    out = Path(out_dir)
+    done = out / f"{spec.name}.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    torch.manual_seed(cfg.distill.seed)
+    pipe = load_pipeline(teacher, device=_device())
+    ref = json.loads((out / "teacher.json").read_text())
+    t0 = time.time()
+    student, plan = train_row(spec, pipe, load_run(run_dir), out, cfg)
+    variants = [("none", student)] + ([(cfg.quant, _quantized(student, cfg.quant))] if cfg.quant else [])
+    rows = []
+    for quant, model in variants:
+        scores = score_transformer(pipe, model, cfg)
+        rows.append({"teacher": teacher, "method": spec.method, "ratio": spec.ratio, "quant": quant,
+                     "params": sum(p.numel() for p in student.parameters()), "ratio_reached": plan.ratio_reached,
+                     "semantic": scores["semantic"], "quality": scores["quality"],
+                     "degradation": degradation(ref, scores), "per_category": scores["per_category"],
+                     "gpu_seconds": round(time.time() - t0, 2) if _device() == "cuda" else 0.0,
+                     "seconds": round(time.time() - t0, 2)})
+    _write_json(done, rows)
+    return rows
+
+
+def _quantized(student, backend: str):
+    from hprune.quantize import QuantConfig, quantize_
+
+    model = copy.deepcopy(student)
+    quantize_(model, QuantConfig(backend=backend))
+    return model
+
+
+def ablate(teacher: str, run_dir: str | Path, out_dir: str | Path, cfg: AblateConfig) -> list[dict]:
+    """All rows of one teacher; returns them in table order."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "config.json", {**asdict(cfg), "teacher": teacher, "run_dir": str(run_dir)})
+    teacher_scores(teacher, out, cfg)
+    if any(m != "hpp" for m in cfg.methods) and not (out / DATA_FILE).is_file():
+        from hprune.toy.pipeline import load_pipeline
+
+        distill_data(load_pipeline(teacher, device=_device()), out, cfg)  # once, before jobs share it
+    specs = [RowSpec(m, r) for r in cfg.ratios for m in cfg.methods]
+    if cfg.jobs == 1:
+        results = [run_row(s, teacher, str(run_dir), str(out), cfg) for s in specs]
+    else:
+        with ProcessPoolExecutor(cfg.jobs, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(run_row, s, teacher, str(run_dir), str(out), cfg) for s in specs]
+            results = [f.result() for f in futures]
+    return [row for rows in results for row in rows]
+
+
+def markdown_table(teacher: dict, rows: list[dict]) -> str:
+    lines = ["| method | ratio | quant | params | semantic | quality | degradation | GPU s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |",
+             f"| teacher | 0 | none | {teacher['params']:,} | {teacher['semantic']:.3f} | {teacher['quality']:.3f} | - | - |"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['ratio']:g} | {r['quant']} | {r['params']:,} | {r['semantic']:.3f} | "
+                     f"{r['quality']:.3f} | {_percent(r['degradation'])} | {r['gpu_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,54 @@
+"""A CPU-sized ablation: one tiny row per method, a few steps, keeps the code path alive."""
+
+import json
+
+import pytest
+import torch
+
+from hprune.ablate import METHODS, AblateConfig, ablate, degradation, markdown_table
+from hprune.distill import DistillConfig
+from hprune.errors import HpruneError
+from hprune.profile import ProfileConfig, profile
+from hprune.toy.pipeline import ArchConfig, build_pipeline
+from hprune.toy.prompts import VOCABULARY
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ablate")
+    torch.manual_seed(0)
+    arch = ArchConfig(family="sd3", width=32, head_dim=16, num_layers=4, image_size=64, patch_size=8,
+                      text_width=32, text_layers=1)
+    pipe = build_pipeline(arch, VOCABULARY)
+    pipe.save_pretrained(root / "teacher")
+    profile(pipe, ProfileConfig(n_prompts=4, steps=2, batch_size=4), root / "run", progress=False)
+    return root
+
+
+def test_every_method_gives_a_row(tiny_teacher):
+    cfg = AblateConfig(ratios=(0.3,), distill=DistillConfig(steps=2, batch_size=2, checkpoint_every=1),
+                       data_size=8, per_category=1, eval_steps=2)
+    rows = ablate(str(tiny_teacher / "teacher"), tiny_teacher / "run", tiny_teacher / "out", cfg)
+    assert [r["method"] for r in rows] == list(METHODS)
+    keys = {"teacher", "method", "ratio", "quant", "params", "semantic", "quality", "degradation", "gpu_seconds"}
+    assert all(keys <= r.keys() for r in rows)
+    teacher = json.loads((tiny_teacher / "out" / "teacher.json").read_text())
+    assert all(r["params"] < teacher["params"] for r in rows)
+    # every ranking prunes the same parameter count within one unit
+    counts = sorted(r["params"] for r in rows)
+    largest_unit = max(json.loads((tiny_teacher / "run" / "units.json").read_text())["params"].values())
+    assert counts[-1] - counts[0] <= largest_unit
+    assert "hpp+pwp+sgdistill" in markdown_table(teacher, rows)
+    again = ablate(str(tiny_teacher / "teacher"), tiny_teacher / "run", tiny_teacher / "out", cfg)
+    assert again == rows  # finished rows are read back, not recomputed
+
+
+def test_degradation_is_the_mean_relative_drop():
+    assert degradation({"semantic": 0.8, "quality": 0.5}, {"semantic": 0.4, "quality": 0.5}) == pytest.approx(0.25)
+
+
+def test_bad_settings():
+    with pytest.raises(HpruneError, match="between 0 and 1"):
+        AblateConfig(ratios=(1.2,))
+    with pytest.raises(HpruneError, match="unknown methods"):
+        AblateConfig(methods=("magic",))
