@@ -27,7 +27,8 @@ import torch.nn as nn
 from hprune.errors import HpruneError
 from hprune.quant import backends, get_backend
 
-DEFAULT_BACKEND = "w4fp8"
+# Fastest 4-bit backend measured on the compiled SD3.5 Large 20% model (docs/benchmarks.md).
+DEFAULT_BACKEND = "torchao-int4"
 COMPUTE_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 QUANT_FILE = "hprune_quant.json"
 
