@@ -1,0 +1,74 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hprune.errors import HpruneError
+from hprune.generate import LOG, GenerationConfig, Item, generate_images, generate_to_dir, read_records
+from hprune.toy.pipeline import ArchConfig, build_pipeline
+from hprune.toy.prompts import VOCABULARY
+
+
+class SeedPipe:
+    """Stands in for a pipeline: each image is a function of its seed; counts what it draws."""
+
+    def __init__(self):
+        self.drawn = []
+
+    def __call__(self, prompts, num_inference_steps, guidance_scale, seeds):
+        self.drawn += list(seeds)
+        images = np.stack([np.full((8, 8, 3), s % 256, np.uint8) for s in seeds])
+        return type("Out", (), {"images": images})
+
+
+ITEMS = [Item(f"a red circle", seed=10 * i, scene={"n": i}) for i in range(5)]
+
+
+def test_config_validation():
+    with pytest.raises(HpruneError, match="steps must be at least 1.*batch_size must be at least 1"):
+        GenerationConfig(steps=0, batch_size=0)
+
+
+def test_generate_images_batches_and_offsets_seeds():
+    pipe = SeedPipe()
+    images = generate_images(pipe, ["p"] * 5, [1, 2, 3, 4, 5], GenerationConfig(seed=100, batch_size=2))
+    assert images.shape == (5, 8, 8, 3) and pipe.drawn == [101, 102, 103, 104, 105]
+    assert images[:, 0, 0, 0].tolist() == [101, 102, 103, 104, 105]
+
+
+def test_folder_holds_pngs_and_records(tmp_path):
+    records = generate_to_dir(SeedPipe(), ITEMS, tmp_path, GenerationConfig(seed=1, batch_size=2), model="m",
+                              progress=False)
+    assert [r["seed"] for r in records] == [1, 11, 21, 31, 41]
+    assert records[2] == {"index": 2, "prompt": "a red circle", "seed": 21, "path": "00002.png", "scene": {"n": 2}}
+    assert all((tmp_path / r["path"]).exists() for r in records)
+    assert json.loads((tmp_path / "generation.json").read_text())["model"] == "m"
+
+
+def test_resume_draws_only_what_is_missing(tmp_path):
+    cfg = GenerationConfig(batch_size=2)
+    generate_to_dir(SeedPipe(), ITEMS[:3], tmp_path, cfg, progress=False)
+    (tmp_path / "00001.png").unlink()  # as if killed before the image landed
+    with (tmp_path / LOG).open("a") as f:
+        f.write('{"index": 3, "prom')  # a torn last line
+    pipe = SeedPipe()
+    records = generate_to_dir(pipe, ITEMS, tmp_path, cfg, progress=False)
+    assert sorted(pipe.drawn) == [10, 30, 40]
+    assert [r["index"] for r in records] == [0, 1, 2, 3, 4] and len(read_records(tmp_path)) == 5
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    generate_to_dir(SeedPipe(), ITEMS[:1], tmp_path, GenerationConfig(steps=8), progress=False)
+    with pytest.raises(HpruneError, match="other settings"):
+        generate_to_dir(SeedPipe(), ITEMS[:1], tmp_path, GenerationConfig(steps=4), progress=False)
+
+
+def test_real_pipeline_gives_the_same_images_at_any_batch_size(tmp_path):
+    torch.manual_seed(0)
+    pipe = build_pipeline(ArchConfig(family="sd3", width=32, head_dim=16, num_layers=2, text_width=32), VOCABULARY)
+    prompts, seeds = ["a red circle", "two blue squares", "a small green triangle"], [0, 1, 2]
+    a = generate_images(pipe, prompts, seeds, GenerationConfig(steps=2, batch_size=3))
+    b = generate_images(pipe, prompts, seeds, GenerationConfig(steps=2, batch_size=1))
+    assert a.dtype == np.uint8 and a.shape == (3, 64, 64, 3)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
