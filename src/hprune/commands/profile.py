@@ -5,6 +5,7 @@ Contribution analysis; shard it over GPUs with
 """
 
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -66,9 +67,10 @@ def run(args) -> int:
     config = config_from(args)
     state = PartialState()
     pipe = load_any_pipeline(args.model, state.device, DTYPES[args.dtype])
+    start = time.perf_counter()
     rows = profile(pipe, config, args.out, model_name=args.model, progress=not args.no_progress)
     if state.is_main_process:
         seconds = sum(r["seconds"] for r in rows)
-        print(f"{len(rows)} variants in {args.out}/contribution.jsonl "
-              f"({seconds:.1f} s of generation and scoring, {seconds / max(len(rows), 1):.2f} s a variant)")
+        print(f"{len(rows)} variants in {args.out}/contribution.jsonl: {seconds:.1f} s of generation and scoring "
+              f"({seconds / max(len(rows), 1):.3f} s a variant); this call took {time.perf_counter() - start:.1f} s")
     return 0
