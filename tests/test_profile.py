@@ -228,3 +228,14 @@ def test_config_validation():
         from hprune.profile import calibration_set
 
         calibration_set(ProfileConfig(prompts="/nonexistent/prompts.txt"))
+
+
+def test_mean_norm_mode_calibrates_once_and_differs_from_identity(tmp_path, sd3_pipe):
+    rows = {}
+    for mode in ("identity", "mean"):
+        cfg = config(tmp_path, scope="subcomponents", norm_mode=mode)
+        rows[mode] = {r["variant"]: r["dP"] for r in profile(sd3_pipe, cfg, tmp_path / mode, progress=False)}
+    means = torch.load(tmp_path / "mean" / "norm_means.pt")
+    assert "joint.0.norm" in means and not (tmp_path / "identity" / "norm_means.pt").exists()
+    assert rows["mean"]["joint.0.norm"] != rows["identity"]["joint.0.norm"]
+    assert rows["mean"]["joint.0.attn"] == rows["identity"]["joint.0.attn"]  # only norms change

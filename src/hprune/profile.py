@@ -454,7 +454,7 @@ def profile(pipe, config: ProfileConfig, out_dir: str | Path, model_name: str = 
     """
     from accelerate import PartialState
 
-    state, out = PartialState(), Path(out_dir)
+    state, out = PartialState(cpu=not torch.cuda.is_available()), Path(out_dir)
     items = calibration_set(config)
     model = pipe.transformer
     metric = get_metric(config.metric, device=str(state.device))  # bad weights fail before anything is written

@@ -65,7 +65,7 @@ def run(args) -> int:
     from accelerate import PartialState
 
     config = config_from(args)
-    state = PartialState()
+    state = PartialState(cpu=not torch.cuda.is_available())
     pipe = load_any_pipeline(args.model, state.device, DTYPES[args.dtype])
     start = time.perf_counter()
     rows = profile(pipe, config, args.out, model_name=args.model, progress=not args.no_progress)
