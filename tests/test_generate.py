@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from hprune.errors import HpruneError
-from hprune.generate import LOG, GenerationConfig, Item, generate_images, generate_to_dir, read_records
+from PIL import Image
+
+from hprune.generate import LOG, GenerationConfig, Item, generate_images, generate_to_dir, read_records, save_grid
 from hprune.toy.pipeline import ArchConfig, build_pipeline
 from hprune.toy.prompts import VOCABULARY
 
@@ -72,3 +74,13 @@ def test_real_pipeline_gives_the_same_images_at_any_batch_size(tmp_path):
     b = generate_images(pipe, prompts, seeds, GenerationConfig(steps=2, batch_size=1))
     assert a.dtype == np.uint8 and a.shape == (3, 64, 64, 3)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_grid_lays_images_out_row_by_row(tmp_path):
+    images = np.stack([np.full((4, 4, 3), i, np.uint8) for i in range(32)])
+    path = save_grid(images, tmp_path / "g" / "grid.png", scale=1)
+    sheet = np.asarray(Image.open(path))
+    assert sheet.shape == (4 * 6 + 2, 8 * 6 + 2, 3)
+    assert sheet[2, 2, 0] == 0 and sheet[2, 2 + 6, 0] == 1 and sheet[2 + 6, 2, 0] == 8
+    with pytest.raises(HpruneError, match="needs 32 images"):
+        save_grid(images[:5], tmp_path / "x.png")

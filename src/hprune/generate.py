@@ -86,6 +86,22 @@ def generate_to_dir(pipe, items: list[Item], out_dir: str | Path, cfg: Generatio
     return [done[i] for i in sorted(done)]
 
 
+def save_grid(images: np.ndarray, path: str | Path, rows: int = 4, cols: int = 8, scale: int = 2) -> Path:
+    """The first rows x cols images as one PNG contact sheet (upscaled, 2-pixel white gaps)."""
+    n, h, w, _ = images.shape
+    if n < rows * cols:
+        raise HpruneError(f"a {rows}x{cols} grid needs {rows * cols} images, got {n}; generate more.")
+    gap = 2
+    sheet = np.full((rows * (h * scale + gap) + gap, cols * (w * scale + gap) + gap, 3), 255, np.uint8)
+    for i in range(rows * cols):
+        r, c = divmod(i, cols)
+        y, x = gap + r * (h * scale + gap), gap + c * (w * scale + gap)
+        sheet[y : y + h * scale, x : x + w * scale] = images[i].repeat(scale, 0).repeat(scale, 1)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(sheet).save(path)
+    return Path(path)
+
+
 def _check_settings(out: Path, settings: dict) -> None:
     path = out / SETTINGS
     if path.exists():

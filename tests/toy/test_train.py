@@ -80,3 +80,14 @@ def test_cli_parses_arch_overrides():
 def test_cli_reports_a_bad_setting(capsys):
     assert main(["--family", "sd3", "--out", "o", "--steps", "0"]) == 1
     assert "steps must be positive" in capsys.readouterr().err
+
+
+def test_second_stage_starts_from_saved_weights(tmp_path):
+    first = TrainConfig(family="sd3", out=str(tmp_path / "a"), arch=tiny_arch("sd3"), steps=1, batch_size=2,
+                        warmup=1, eval_per_category=0, workers=0, device="cpu")
+    train(first)
+    second = replace(first, out=str(tmp_path / "b"), init=str(tmp_path / "a" / "pipeline"), lr=0.0)
+    train(second)
+    a, b = load_pipeline(tmp_path / "a" / "pipeline"), load_pipeline(tmp_path / "b" / "pipeline")
+    for x, y in zip(a.transformer.parameters(), b.transformer.parameters()):
+        torch.testing.assert_close(x, y)

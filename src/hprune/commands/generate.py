@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from hprune.errors import HpruneError
-from hprune.generate import GenerationConfig, Item, generate_to_dir
+from hprune.generate import GenerationConfig, Item, generate_to_dir, save_grid
 
 
 def add_arguments(parser) -> None:
@@ -30,6 +32,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--grid", default=None, help="also save the first 32 images as a 4x8 sample grid PNG here")
 
 
 def run(args) -> int:
@@ -41,6 +44,9 @@ def run(args) -> int:
     pipe = load_pipeline(args.model, device=device, dtype=torch.bfloat16 if device == "cuda" else torch.float32)
     records = generate_to_dir(pipe, items, args.out, cfg, model=str(args.model))
     print(f"{len(records)} images in {args.out} ({Path(args.out) / 'generations.jsonl'})")
+    if args.grid:
+        images = np.stack([np.asarray(Image.open(Path(args.out) / r["path"]).convert("RGB")) for r in records[:32]])
+        print(f"sample grid: {save_grid(images, args.grid)}")
     return 0
 
 

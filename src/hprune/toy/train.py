@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from hprune.errors import HpruneError
-from hprune.toy.pipeline import ArchConfig, ShapesPipeline, build_pipeline, to_model_space
+from hprune.toy.pipeline import ArchConfig, ShapesPipeline, build_pipeline, load_pipeline, to_model_space
 
 # The shipped teachers. Widths are set by the size budget (< 20 MB each in
 # bf16) and by CPU sampling speed (64 images x 8 steps in < 60 s on 2 cores).
@@ -64,6 +64,7 @@ class TrainConfig:
     compile: bool = True
     sweep: bool = True
     max_minutes: float = 1e9  # stop training early (the sweep and save still run)
+    init: str | None = None  # continue from the weights of a saved teacher folder (fresh optimizer)
     device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
 
     def __post_init__(self):
@@ -181,7 +182,10 @@ def setup(cfg: TrainConfig):
     from hprune.toy.prompts import VOCABULARY
 
     torch.manual_seed(cfg.seed)
-    pipe = build_pipeline(cfg.arch, VOCABULARY).to(cfg.device)
+    if cfg.init:
+        pipe = load_pipeline(cfg.init, device=cfg.device)
+    else:
+        pipe = build_pipeline(cfg.arch, VOCABULARY).to(cfg.device)
     ema = copy.deepcopy(pipe)
     ema.set_progress_bar_config(disable=True)
     optimizer = torch.optim.AdamW(trainable(pipe), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0,
@@ -289,6 +293,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     parser.add_argument("--no-sweep", action="store_true", help="keep guidance 1 and shift 1 instead of tuning on val")
     parser.add_argument("--device", default=defaults.device)
+    parser.add_argument("--init", default=None, help="start from the weights of this teacher folder (a second stage)")
     parser.add_argument("--arch", type=json.loads, default=None,
                         help='JSON overrides of the teacher sizes, e.g. \'{"width": 64, "num_layers": 2}\'')
     args = vars(parser.parse_args(argv))
