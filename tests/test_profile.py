@@ -178,7 +178,7 @@ def test_shards_cover_disjoint_shares_and_merge_to_one_table(tmp_path, sd3_pipe,
 
     shares = []
     for rank, n in ((0, 2), (1, 2), (0, 1)):  # two shards, then a run that only merges
-        monkeypatch.setattr(accelerate, "PartialState", lambda r=rank, n=n: FakeState(r, n))
+        monkeypatch.setattr(accelerate, "PartialState", lambda r=rank, n=n, **_: FakeState(r, n))
         before = {r["variant"] for r in read_table(tmp_path / "two" / TABLE)}
         rows = profile(sd3_pipe, cfg, tmp_path / "two", progress=False)
         shares.append({r["variant"] for r in read_table(tmp_path / "two" / TABLE)} - before)
