@@ -21,12 +21,10 @@ import re
 from hprune.errors import HpruneError
 from hprune.toy.world import (
     BACKGROUNDS,
-    CATEGORIES,
     COLORS,
     DIGITS,
     FILLS,
     GLYPH_COLORS,
-    RELATIONS,
     SHAPES,
     SIZES,
     ObjectSpec,

@@ -14,7 +14,7 @@ convention, so "a red circle" is a solid red circle on a plain background).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -198,8 +198,3 @@ def _place(sides: list[int], rng: np.random.Generator, tries: int = 200) -> list
 def _apart(a: tuple[int, int, int], b: tuple[int, int, int]) -> bool:
     (ax, ay, asz), (bx, by, bsz) = a, b
     return ax + asz + GAP <= bx or bx + bsz + GAP <= ax or ay + asz + GAP <= by or by + bsz + GAP <= ay
-
-
-def with_objects(scene: Scene, objects) -> Scene:
-    """The same scene with other objects (used to build corrupted test cases)."""
-    return replace(scene, objects=tuple(objects))

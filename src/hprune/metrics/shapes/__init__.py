@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hprune.errors import HpruneError
-from hprune.metrics.shapes.detect import Reading, check_image, read_image  # noqa: F401 (Reading: public)
+from hprune.metrics.shapes.detect import Reading, check_image, read_image
 from hprune.metrics.shapes.quality import FRECHET_MIN_IMAGES, PARTS, frechet, frechet_score, measure
 from hprune.metrics.shapes.semantic import judge
 from hprune.toy.prompts import describe, parse
 from hprune.toy.render import render
 from hprune.toy.world import CATEGORIES, Scene, realize
+
+__all__ = ["evaluate", "read_image", "Reading", "ShapesReport", "as_scene"]
 
 REFERENCE_SEED = 5_318_008
 MIN_REFERENCES = 256

@@ -40,7 +40,7 @@ from hprune.toy.world import (
 # Pixel classes: neutrals first, then (main, dark) of each colour.
 NEUTRALS = ("background", "pattern", "white", "black")
 NEUTRAL_V = np.array([BACKGROUND_RGB[0], PATTERN_RGB[0], GLYPH_RGB["white"][0], GLYPH_RGB["black"][0]], float)
-BG, PATTERN, WHITE, BLACK = range(4)
+PATTERN = NEUTRALS.index("pattern")
 FAMILY_HUE = np.array([colorsys.rgb_to_hsv(*MAIN_RGB[c])[0] * 360 for c in COLORS])
 # Main and dark shade of a colour differ in value by 2x: split at the geometric mean.
 FAMILY_V_SPLIT = np.array([np.sqrt(max(MAIN_RGB[c]) * max(DARK_RGB[c])) for c in COLORS])
