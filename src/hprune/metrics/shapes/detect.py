@@ -1,10 +1,12 @@
 """Read a shapes-world image back into objects: colour, shape, size, fill, digit.
 
-Pixels are assigned to the world's palette by hue, not by nearest RGB: mixing
-a colour with a neutral (the grey background, a white or black digit) or with
-its own dark shade keeps its hue, so soft edges and textured fills stay in
-their object's colour family. Low-chroma pixels are neutrals (background,
-background pattern, white, black), told apart by value.
+Whether a pixel is coloured at all is decided by its nearest palette colour
+in RGB, so a soft edge is cut halfway between object and background. Which
+colour it is, is decided by hue, not by nearest RGB: mixing a colour with a
+neutral (the grey background, a white or black digit) or with its own dark
+shade keeps its hue, so soft fringes and textured fills stay in their
+object's colour family. Other pixels are neutrals (background, background
+pattern, white, black), told apart by value.
 
 Objects are the connected components of each colour family, holes filled (a
 digit is a hole); a component inside another object is part of it, not an
@@ -186,7 +188,7 @@ def _describe(labels: np.ndarray, image: np.ndarray, family: int, comp: np.ndarr
     side = int(max(y1 - y0, x1 - x0))
     shape, iou = classify_shape(filled[y0:y1, x0:x1])
     dark = labels == 5 + 2 * family
-    fill, fill_pattern = read_fill(dark, _interior(filled))
+    fill, fill_pattern = read_fill(dark, interior(filled))
     digit = digit_color = None
     glyph = np.zeros_like(filled)
     if fill == "solid":
@@ -261,7 +263,7 @@ def _glyph_iou(glyph: np.ndarray, template: np.ndarray, cy: float, cx: float) ->
     return best
 
 
-def _interior(filled: np.ndarray, glyph: np.ndarray | None = None) -> np.ndarray:
+def interior(filled: np.ndarray, glyph: np.ndarray | None = None) -> np.ndarray:
     """An object's pixels away from its edge and its digit (where texture is read)."""
     inner = ndimage.binary_erosion(filled)
     if glyph is None or not glyph.any():

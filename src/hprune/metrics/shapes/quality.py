@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from hprune.metrics.shapes.detect import PALETTE, Reading, _interior
+from hprune.metrics.shapes.detect import PALETTE, Reading, interior
 from hprune.toy.world import BACKGROUND_RGB, COLORS, DARK_RGB, GLYPH_RGB, MAIN_RGB, MAX_OBJECTS, PATTERN_RGB, SHAPES
 
 TOLERANCE = (10.0, 60.0)  # RGB distance: full marks up to the first, none past the second
@@ -98,15 +98,12 @@ def texture_fidelity(image: np.ndarray, reading: Reading) -> float:
     error = image.astype(np.float32) - ideal_image(reading)
     closeness = _closeness(np.sqrt((error**2).sum(-1)))
     background = np.ones(closeness.shape, bool)
-    interiors = []
+    inner = np.zeros(closeness.shape, bool)
     for obj in reading.objects:
         background &= ~ndimage.binary_dilation(obj.mask, iterations=2)
-        interiors.append(_interior(obj.mask, obj.glyph))
-    score = closeness[background].mean() if background.any() else 1.0
-    inner = np.any(interiors, axis=0) if interiors else None
-    if inner is None or not inner.any():
-        return float(score)
-    return float(0.5 * score + 0.5 * closeness[inner].mean())
+        inner |= interior(obj.mask, obj.glyph)
+    parts = [closeness[region].mean() for region in (background, inner) if region.any()]
+    return float(np.mean(parts)) if parts else 1.0
 
 
 def measure(image: np.ndarray, reading: Reading) -> tuple[dict[str, float], np.ndarray]:
