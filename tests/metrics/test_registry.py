@@ -19,8 +19,8 @@ class Brightness(Metric):
 
 def test_registered_names_and_spec_argument():
     assert {"shapes", "clip", "hps", "pickscore"} <= set(available_metrics())
-    register_metric("brightness", lambda arg, device: Brightness(float(arg or 1)))
-    metric = get_metric("brightness:2")
+    register_metric("scaled-brightness", lambda arg, device: Brightness(float(arg or 1)))
+    metric = get_metric("scaled-brightness:2")
     imgs = np.full((2, 4, 4, 3), 255, np.uint8)
     np.testing.assert_allclose(check_scores(metric, metric.score(imgs, ["a", "b"]), 2)["brightness"], [2, 2])
 
