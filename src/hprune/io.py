@@ -27,8 +27,16 @@ META_FILE = "hprune_meta.json"
 CONFIG = "config.json"
 
 
+SHIPPED_TEACHERS = ("shapes-sd3", "shapes-flux")
+
+
 def transformer_dir(path: str | Path) -> Path:
-    """The transformer folder of a model folder or of a pipeline folder."""
+    """The transformer folder of a model folder, a pipeline folder or a shipped
+    shapes teacher (`shapes-sd3`, `shapes-flux`)."""
+    if str(path) in SHIPPED_TEACHERS:
+        from hprune.toy.pipeline import resolve
+
+        path = resolve(str(path))
     path = Path(path)
     if not path.exists():
         raise HpruneError(f"{path} does not exist; pass a diffusers transformer folder or pipeline folder.")

@@ -5,7 +5,7 @@ from pathlib import Path
 from hprune.arch import get_adapter
 from hprune.arch.units import Unit
 from hprune.errors import HpruneError
-from hprune.io import is_pipeline_dir, load_transformer, save_pruned
+from hprune.io import is_pipeline_dir, load_transformer, save_pruned, transformer_dir
 from hprune.plan import Plan
 from hprune.surgery import prune_
 
@@ -45,7 +45,9 @@ def run(args) -> int:
     before = adapter.total_params(model)
     prune_(model, plan)
     after = sum(p.numel() for p in model.parameters())
-    source = args.model if is_pipeline_dir(args.model) else None
+    # A pipeline in (a folder or a shipped teacher's name) gives a pipeline out.
+    folder = transformer_dir(args.model)
+    source = folder.parent if folder != Path(args.model) and is_pipeline_dir(folder.parent) else None
     out = save_pruned(model, plan, Path(args.out), source=source, overwrite=args.overwrite)
     print(f"removed {len(plan.units)} units: {before:,} -> {after:,} parameters "
           f"({100 * (1 - after / before):.1f}% fewer); saved to {out}")
