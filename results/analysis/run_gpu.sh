@@ -16,12 +16,12 @@ mkdir -p "$OUT" "$RUNS"
 log() { tee -a "$OUT/log.txt"; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | log
 nproc | sed 's/^/cpu cores: /' | log
-for teacher in shapes-sd3 shapes-flux; do
+for teacher in ${TEACHERS:-shapes-sd3 shapes-flux}; do
   echo "== $teacher: single units" | log
   python3 -m hprune profile "$teacher" --metric shapes --split calib --n-prompts 64 \
     --out "$RUNS/$teacher" --no-progress 2>&1 | grep -v -i warn | tail -n 5 | log
 done
-for teacher in shapes-sd3 shapes-flux; do
+for teacher in ${TEACHERS:-shapes-sd3 shapes-flux}; do
   echo "== $teacher: pairs (at most ${PAIR_SECONDS:-100} s)" | log
   timeout "${PAIR_SECONDS:-100}" python3 -m hprune profile "$teacher" --metric shapes --split calib --n-prompts 64 \
     --pairs --out "$RUNS/$teacher" --no-progress 2>&1 | grep -v -i warn | tail -n 3 | log

@@ -437,12 +437,12 @@ def prepare_run(out: Path, config: ProfileConfig, items: list[CalibItem], model,
 
 
 def versions() -> dict:
-    from importlib.metadata import version
-
     import diffusers
     import transformers
 
-    return {"hprune": version("hprune"), "torch": torch.__version__, "diffusers": diffusers.__version__,
+    import hprune
+
+    return {"hprune": hprune.__version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
             "transformers": transformers.__version__}
 
 

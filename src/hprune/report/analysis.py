@@ -89,7 +89,8 @@ def method_rankings(run: RunData, alpha: float | None = None) -> dict[str, list[
     if run.similarity:
         out["koala"] = koala_scores(run.similarity)
     out["lastk"] = lastk_scores(run.units)
-    return {m: [(k, out[m][k]) for k in ranked(out[m], run.units)] for m in RANKERS if m in out}
+    removable = {m: {k: v for k, v in out[m].items() if k in run.units.params} for m in out}
+    return {m: [(k, removable[m][k]) for k in ranked(removable[m], run.units)] for m in RANKERS if m in out}
 
 
 def plans_by_ratio(run: RunData, ratios: list[float], alpha: float | None = None) -> dict[float, dict[str, list[str]]]:
