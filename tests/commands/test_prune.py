@@ -42,3 +42,22 @@ def test_prune_errors(tmp_path, capsys):
     (tmp_path / "bad.json").write_text(json.dumps({"schema": 1, "family": "sd3", "arch": {}, "units": ["joint.zz"]}))
     assert main(["prune", str(tmp_path / "m"), "--plan", str(tmp_path / "bad.json"), "--out", str(tmp_path / "o")]) == 1
     assert "not a unit name" in capsys.readouterr().err
+
+
+def test_mean_mode_plan_needs_and_uses_the_calibration(tmp_path, capsys):
+    import torch
+
+    from hprune.surgery import calibrate_norms
+
+    model = tiny_sd3()
+    model.save_pretrained(tmp_path / "m")
+    (tmp_path / "run").mkdir()
+    get_adapter(model).make_plan(model, ["joint.1.norm"], norm_mode="mean").save(tmp_path / "run" / "plan.json")
+    args = ["prune", str(tmp_path / "m"), "--plan", str(tmp_path / "run" / "plan.json"), "--out", str(tmp_path / "o")]
+    assert main(args) == 1 and "--norm-means" in capsys.readouterr().err
+    means = calibrate_norms(model, [dummy_inputs(model)])
+    torch.save(means, tmp_path / "run" / "norm_means.pt")
+    assert main(args) == 0
+    loaded = load_pruned(tmp_path / "o")
+    value = loaded.transformer_blocks[1].norm1.linear.value
+    assert torch.allclose(value, means["joint.1.norm"])

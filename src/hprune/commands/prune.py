@@ -16,6 +16,8 @@ def add_arguments(parser):
     how.add_argument("--plan", help="plan.json made by `hprune plan`")
     how.add_argument("--remove-blocks", help="comma-separated block indices, e.g. 30,31,35 "
                      "(FLUX single blocks as s0,s1,...)")
+    parser.add_argument("--norm-means", help="norm_means.pt of the profile run (plans with norm_mode mean); "
+                        "default: the one beside the plan file, if any")
     parser.add_argument("--out", required=True, help="output folder (must not exist)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
@@ -32,6 +34,19 @@ def blocks_from_text(text: str) -> list[Unit]:
     return units
 
 
+def _norm_means(plan: Plan, args):
+    """Calibrated modulations for plans that remove norms in 'mean' mode."""
+    if plan.norm_mode != "mean" or not any(u.is_norm for u in plan.units):
+        return None
+    path = Path(args.norm_means) if args.norm_means else Path(args.plan).parent / "norm_means.pt"
+    if not path.is_file():
+        raise HpruneError("this plan removes norms in 'mean' mode, which needs the calibrated means: pass "
+                          "--norm-means RUN_DIR/norm_means.pt from `hprune profile --norm-mode mean`.")
+    import torch
+
+    return torch.load(path, weights_only=True)
+
+
 def run(args) -> int:
     model = load_transformer(args.model)
     adapter = get_adapter(model)
@@ -39,11 +54,9 @@ def run(args) -> int:
         plan = Plan.load(args.plan)
     else:
         plan = adapter.make_plan(model, blocks_from_text(args.remove_blocks))
-    if plan.norm_mode == "mean" and any(u.is_norm for u in plan.units):
-        raise HpruneError("this plan removes norms in 'mean' mode; prune it with the run directory that "
-                          "holds its calibration (`hprune distill`), or set \"norm_mode\": \"identity\".")
+    norm_means = _norm_means(plan, args)
     before = adapter.total_params(model)
-    prune_(model, plan)
+    prune_(model, plan, norm_means)
     after = sum(p.numel() for p in model.parameters())
     # A pipeline in (a folder or a shipped teacher's name) gives a pipeline out.
     folder = transformer_dir(args.model)
