@@ -15,7 +15,7 @@ for teacher in shapes-sd3 shapes-flux; do
   [ -f "results/analysis/$teacher/units.json" ] || { echo "no analysis for $teacher, skipped" | tee -a "$OUT/ablation_log.txt"; continue; }
   timeout "$LIMIT" python3 -m hprune ablate --teacher "$teacher" --run-dir "results/analysis/$teacher" \
       --out "/tmp/ablate/$teacher" --results "$OUT/ablation-$teacher.json" \
-      --steps "$STEPS" --batch-size 64 --lr 1e-4 --per-category 32 --jobs 6 \
+      --steps "$STEPS" --batch-size 64 --lr 1e-4 --per-category 16 --data-size 4096 --jobs 6 \
       > "/tmp/ablate-$teacher.log" 2>&1 &
 done
 wait
