@@ -67,6 +67,7 @@ def test_train_writes_a_loadable_pipeline(tmp_path):
     assert pipe.transformer.config.num_single_layers == 1
     record = json.loads((tmp_path / "pipeline" / "training.json").read_text())
     assert record["command"].startswith("python -m hprune.toy.train") and record["config"]["steps"] == 3
+    assert "init_from" not in record
     log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert log[0]["config"]["family"] == "flux" and "done" in log[-1]
 
@@ -89,5 +90,7 @@ def test_second_stage_starts_from_saved_weights(tmp_path):
     second = replace(first, out=str(tmp_path / "b"), init=str(tmp_path / "a" / "pipeline"), lr=0.0)
     train(second)
     a, b = load_pipeline(tmp_path / "a" / "pipeline"), load_pipeline(tmp_path / "b" / "pipeline")
+    record = json.loads((tmp_path / "b" / "pipeline" / "training.json").read_text())
+    assert record["init_from"]["config"]["out"] == str(tmp_path / "a")
     for x, y in zip(a.transformer.parameters(), b.transformer.parameters()):
         torch.testing.assert_close(x, y)

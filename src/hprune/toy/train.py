@@ -295,6 +295,11 @@ def save(pipe: ShapesPipeline, folder: Path, cfg: TrainConfig, summary: dict, co
     record = {"command": command, "config": _jsonable(cfg),
               "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__},
               "split_files_sha256": split_hashes(), **summary}
+    if cfg.init:  # a later stage: keep the record of the stages before it
+        from hprune.toy.pipeline import resolve
+
+        earlier = resolve(cfg.init) / "training.json"
+        record["init_from"] = json.loads(earlier.read_text()) if earlier.exists() else str(cfg.init)
     (folder / "training.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
