@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from hprune.cuda import avoid_cudnn_attention
 from hprune.distill import DistillConfig, distill
 from hprune.errors import HpruneError
 from hprune.plan import check_ratio
@@ -98,6 +99,7 @@ def teacher_scores(teacher: str, out: Path, cfg: AblateConfig) -> dict:
         return json.loads(path.read_text())
     from hprune.toy.pipeline import load_pipeline
 
+    avoid_cudnn_attention()
     pipe = load_pipeline(teacher, device=_device())
     t0 = time.time()
     scores = {**score_transformer(pipe, pipe.transformer, cfg), "teacher": teacher,
@@ -148,6 +150,7 @@ def run_row(spec: RowSpec, teacher: str, run_dir: str, out_dir: str, cfg: Ablate
     if done.is_file():
         return json.loads(done.read_text())
     torch.manual_seed(cfg.distill.seed)
+    avoid_cudnn_attention()
     pipe = load_pipeline(teacher, device=_device())
     ref = json.loads((out / "teacher.json").read_text())
     t0 = time.time()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from hprune.errors import HpruneError
@@ -71,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     except HpruneError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into `head`: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to resume.", file=sys.stderr)
         return 130

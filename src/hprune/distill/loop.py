@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from hprune.cuda import avoid_cudnn_attention
 from hprune.distill.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from hprune.distill.config import DistillConfig
 from hprune.distill.data import DistillData, draw_batch
@@ -66,6 +67,7 @@ def distill(teacher, plan, data: DistillData, cfg: DistillConfig, out_dir: str |
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    avoid_cudnn_attention()
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     teacher = teacher.to(accelerator.device).eval().requires_grad_(False)
     student = build_student(teacher, plan, norm_means).train()
