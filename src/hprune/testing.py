@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from hprune.flow import grid_ids
+
 TINY_WIDTH = 16  # heads * head_dim
 
 
@@ -53,7 +55,7 @@ def dummy_inputs(model, batch: int = 2, seed: int = 0, text_len: int = 6) -> dic
             encoder_hidden_states=torch.randn(batch, text_len, cfg.joint_attention_dim, generator=gen),
             pooled_projections=torch.randn(batch, cfg.pooled_projection_dim, generator=gen),
             timestep=timestep / 1000,
-            img_ids=_flux_ids(side, side),
+            img_ids=grid_ids(side, side),
             txt_ids=torch.zeros(text_len, 3),
             guidance=None,
             return_dict=False,
@@ -67,12 +69,6 @@ def dummy_inputs(model, batch: int = 2, seed: int = 0, text_len: int = 6) -> dic
         return_dict=False,
     )
 
-
-def _flux_ids(height: int, width: int) -> torch.Tensor:
-    ids = torch.zeros(height, width, 3)
-    ids[..., 1] = torch.arange(height)[:, None]
-    ids[..., 2] = torch.arange(width)[None, :]
-    return ids.reshape(height * width, 3)
 
 
 TINY_WORDS = "a an the red green blue yellow circle square triangle photo of cat dog left right on".split()

@@ -13,7 +13,7 @@ from hprune.arch import get_adapter
 from hprune.distill import DistillConfig, distill
 from hprune.distill.data import DistillData, draw_batch
 from hprune.distill.loop import build_student
-from hprune.distill.velocity import velocity_fn
+from hprune.flow import velocity_fn
 from hprune.errors import HpruneError
 from hprune.io import load_pruned
 from hprune.testing import tiny_flux, tiny_pipeline, tiny_sd3

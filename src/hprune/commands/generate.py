@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from hprune.cuda import avoid_cudnn_attention
 from hprune.errors import HpruneError
 from hprune.generate import GenerationConfig, Item, generate_to_dir, save_grid
 
@@ -41,8 +42,7 @@ def run(args) -> int:
     cfg = GenerationConfig(steps=args.steps, seed=args.seed, batch_size=args.batch_size, guidance_scale=args.guidance)
     items = load_items(args.prompts, args.split, args.limit)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda"):
-        torch.backends.cuda.enable_cudnn_sdp(False)  # its fused attention fails for FLUX on torch 2.11 / H100
+    avoid_cudnn_attention()
     pipe = load_pipeline(args.model, device=device, dtype=torch.bfloat16 if device == "cuda" else torch.float32)
     records = generate_to_dir(pipe, items, args.out, cfg, model=str(args.model))
     print(f"{len(records)} images in {args.out} ({Path(args.out) / 'generations.jsonl'})")

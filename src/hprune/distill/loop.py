@@ -17,7 +17,7 @@ from hprune.distill.config import DistillConfig
 from hprune.distill.data import DistillData, draw_batch
 from hprune.distill.freeze import block_scales, match_blocks, param_groups, pwp_boundary
 from hprune.distill.losses import FeatureTap, feature_loss, kd_loss
-from hprune.distill.velocity import velocity_fn
+from hprune.flow import velocity_fn
 from hprune.errors import HpruneError
 from hprune.io import PLAN_FILE, write_meta
 from hprune.surgery import prune_

@@ -22,6 +22,7 @@ from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler, FluxTr
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 
 from hprune.errors import HpruneError
+from hprune.flow import flux_velocity, sd3_velocity
 from hprune.toy.text_encoder import ShapesTextEncoder
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
@@ -98,9 +99,7 @@ class ShapesSD3Pipeline(ShapesPipeline):
     """SD3Transformer2DModel in pixel space; its patch embedder patchifies."""
 
     def velocity(self, x, sigma, seq, pooled):
-        # SD3 embeds timesteps on the scheduler's 0..1000 scale.
-        return self.transformer(hidden_states=x, encoder_hidden_states=seq, pooled_projections=pooled,
-                                timestep=sigma * 1000, return_dict=False)[0]
+        return sd3_velocity(self.transformer, x, sigma, seq, pooled)
 
 
 class ShapesFluxPipeline(ShapesPipeline):
@@ -111,22 +110,7 @@ class ShapesFluxPipeline(ShapesPipeline):
         return round((self.transformer.config.in_channels // 3) ** 0.5)
 
     def velocity(self, x, sigma, seq, pooled):
-        b, c, h, w = x.shape
-        p = self.patch
-        tokens = x.view(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5).reshape(b, (h // p) * (w // p), c * p * p)
-        # FLUX multiplies its timestep by 1000 itself.
-        out = self.transformer(hidden_states=tokens, encoder_hidden_states=seq, pooled_projections=pooled,
-                               timestep=sigma, img_ids=image_ids(h // p, w // p, x.device),
-                               txt_ids=torch.zeros(seq.shape[1], 3, device=x.device), return_dict=False)[0]
-        return out.view(b, h // p, w // p, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
-
-
-def image_ids(rows: int, cols: int, device) -> torch.Tensor:
-    """FLUX's rotary position ids for a rows x cols token grid: (0, row, col)."""
-    ids = torch.zeros(rows, cols, 3, device=device)
-    ids[..., 1] = torch.arange(rows, device=device)[:, None]
-    ids[..., 2] = torch.arange(cols, device=device)[None, :]
-    return ids.view(rows * cols, 3)
+        return flux_velocity(self.transformer, x, sigma, seq, pooled)
 
 
 PIPELINES = {"ShapesSD3Pipeline": ShapesSD3Pipeline, "ShapesFluxPipeline": ShapesFluxPipeline}

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from hprune.cuda import avoid_cudnn_attention
 from hprune.errors import HpruneError
 from hprune.toy.pipeline import ArchConfig, ShapesPipeline, build_pipeline, load_pipeline, to_model_space
 
@@ -241,10 +242,7 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     out.mkdir(parents=True, exist_ok=True)
     log = make_logger(out / "train_log.jsonl")
     start = time.time()
-    if cfg.device == "cuda":
-        # cuDNN's fused attention failed in FLUX's backward on torch 2.11 / H100
-        # ("mha_graph.execute ... is_good()"); flash and memory-efficient SDPA work.
-        torch.backends.cuda.enable_cudnn_sdp(False)
+    avoid_cudnn_attention()
     pipe, ema, optimizer = setup(cfg)
     val = ValSet(cfg.eval_per_category) if cfg.eval_per_category else None
     log({"config": _jsonable(cfg), "params": sum(p.numel() for p in trainable(pipe)),

@@ -19,7 +19,8 @@ def sd3_velocity(model, x, sigma, seq, pooled, config=None):
                  timestep=sigma * 1000, return_dict=False)[0]
 
 
-def _grid_ids(rows: int, cols: int, device) -> torch.Tensor:
+def grid_ids(rows: int, cols: int, device=None) -> torch.Tensor:
+    """FLUX's rotary position ids for a rows x cols token grid: (0, row, col)."""
     ids = torch.zeros(rows, cols, 3, device=device)
     ids[..., 1] = torch.arange(rows, device=device)[:, None]
     ids[..., 2] = torch.arange(cols, device=device)[None, :]
@@ -35,7 +36,7 @@ def flux_velocity(model, x, sigma, seq, pooled, guidance: float = 3.5, config=No
     if config.get("guidance_embeds"):
         extra["guidance"] = torch.full((b,), guidance, device=x.device, dtype=x.dtype)
     out = model(hidden_states=tokens, encoder_hidden_states=seq, pooled_projections=pooled, timestep=sigma,
-                img_ids=_grid_ids(h // p, w // p, x.device), txt_ids=torch.zeros(seq.shape[1], 3, device=x.device),
+                img_ids=grid_ids(h // p, w // p, x.device), txt_ids=torch.zeros(seq.shape[1], 3, device=x.device),
                 return_dict=False, **extra)[0]
     return out.view(b, h // p, w // p, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
 
