@@ -3,7 +3,7 @@ import torch
 from accelerate import init_empty_weights
 
 from hprune.bench import measure
-from hprune.bench.archs import ARCHS, build_transformer, get_arch, make_inputs
+from hprune.bench.archs import build_transformer, get_arch, make_inputs
 from hprune.bench.plans import AUTHORS_SD35_LARGE, late_blocks_plan, plan_from_file, published_plan, remove_last_plan
 from hprune.bench.runner import BenchConfig, _finish, markdown_row, with_encoders
 from hprune.errors import HpruneError

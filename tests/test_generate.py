@@ -24,7 +24,7 @@ class SeedPipe:
         return type("Out", (), {"images": images})
 
 
-ITEMS = [Item(f"a red circle", seed=10 * i, scene={"n": i}) for i in range(5)]
+ITEMS = [Item("a red circle", seed=10 * i, scene={"n": i}) for i in range(5)]
 
 
 def test_config_validation():

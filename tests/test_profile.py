@@ -34,15 +34,6 @@ class Brightness(Metric):
 register_metric("brightness", lambda arg, device: Brightness())
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny matrices: extra threads only contend for the CI machine's cores.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def sd3_pipe():
     return tiny_pipeline("sd3")

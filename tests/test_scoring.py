@@ -2,7 +2,6 @@ import math
 
 import pytest
 
-from hprune.arch.units import Unit
 from hprune.errors import HpruneError
 from hprune.plan import Plan
 from hprune.scoring import (

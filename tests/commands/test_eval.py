@@ -3,7 +3,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from hprune.cli import main
 from hprune.commands.eval import evaluate_dir

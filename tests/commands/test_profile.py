@@ -1,7 +1,5 @@
 import json
 
-import pytest
-import torch
 
 from hprune.cli import main
 from hprune.metrics import Metric, register_metric
@@ -19,14 +17,6 @@ class Redness(Metric):
 
 
 register_metric("redness", lambda arg, device: Redness())
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def profile_args(folder, prompts, out, *extra):

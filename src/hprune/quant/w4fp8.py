@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 TILE_K = 128
 FP8 = torch.float8_e4m3fn
