@@ -26,6 +26,7 @@ import torch
 from hprune.cuda import avoid_cudnn_attention
 from hprune.distill import DistillConfig, distill
 from hprune.errors import HpruneError
+from hprune.files import write_json
 from hprune.plan import check_ratio
 
 METHODS = ("lastk", "koala", "bkscore", "hpp", "hpp+pwp", "hpp+pwp+sgdistill")
@@ -105,7 +106,7 @@ def teacher_scores(teacher: str, out: Path, cfg: AblateConfig) -> dict:
     scores = {**score_transformer(pipe, pipe.transformer, cfg), "teacher": teacher,
               "params": sum(p.numel() for p in pipe.transformer.parameters()), "gpu_seconds": 0.0}
     scores["eval_seconds"] = round(time.time() - t0, 2)
-    _write_json(path, scores)
+    write_json(path, scores)
     return scores
 
 
@@ -165,7 +166,7 @@ def run_row(spec: RowSpec, teacher: str, run_dir: str, out_dir: str, cfg: Ablate
                      "degradation": degradation(ref, scores), "per_category": scores["per_category"],
                      "gpu_seconds": round(time.time() - t0, 2) if _device() == "cuda" else 0.0,
                      "seconds": round(time.time() - t0, 2)})
-    _write_json(done, rows)
+    write_json(done, rows)
     return rows
 
 
@@ -181,7 +182,7 @@ def ablate(teacher: str, run_dir: str | Path, out_dir: str | Path, cfg: AblateCo
     """All rows of one teacher; returns them in table order."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "config.json", {**asdict(cfg), "teacher": teacher, "run_dir": str(run_dir)})
+    write_json(out / "config.json", {**asdict(cfg), "teacher": teacher, "run_dir": str(run_dir)})
     teacher_scores(teacher, out, cfg)
     if any(m != "hpp" for m in cfg.methods) and not (out / DATA_FILE).is_file():
         from hprune.toy.pipeline import load_pipeline
@@ -211,7 +212,3 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    tmp.replace(path)

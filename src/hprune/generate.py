@@ -20,6 +20,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from hprune.errors import HpruneError
+from hprune.files import read_jsonl, write_atomic
 
 LOG = "generations.jsonl"
 SETTINGS = "generation.json"
@@ -110,7 +111,7 @@ def _check_settings(out: Path, settings: dict) -> None:
             raise HpruneError(f"{out} holds generations made with other settings ({old}); "
                               "use a new --out folder or the same settings to resume.")
         return
-    _atomic_write(path, json.dumps(settings, indent=2).encode())
+    write_atomic(path, json.dumps(settings, indent=2).encode())
 
 
 def _write_image(out: Path, index: int, item: Item, seed: int, image: np.ndarray) -> dict:
@@ -138,20 +139,6 @@ def _append_records(out: Path, records: list[dict]) -> None:
 def read_records(out: str | Path) -> dict[int, dict]:
     """index -> record of every complete line whose image exists (a torn last line is dropped)."""
     path = Path(out) / LOG
-    records = {}
-    if not path.exists():
-        return records
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if (Path(out) / record["path"]).exists():
-            records[record["index"]] = record
-    return records
+    return {r["index"]: r for r in read_jsonl(path) if (Path(out) / r["path"]).exists()}
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

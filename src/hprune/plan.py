@@ -13,6 +13,7 @@ from pathlib import Path
 
 from hprune.arch.units import NORM_MODES, Unit
 from hprune.errors import HpruneError
+from hprune.files import write_json
 
 SCHEMA = 1
 METHODS = ("manual", "hpp", "koala", "bkscore", "lastk")
@@ -63,9 +64,7 @@ class Plan:
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        tmp.replace(path)
+        write_json(path, self.to_dict(), indent=2)
         return path
 
     @classmethod

@@ -41,6 +41,8 @@ import torch
 from hprune.arch import get_adapter
 from hprune.arch.units import NORM_MODES, Unit
 from hprune.errors import HpruneError
+from hprune.files import read_jsonl, write_atomic
+from hprune.files import write_json as _write_json
 from hprune.metrics import Metric, check_scores, get_metric
 from hprune.scoring import ModelUnits
 from hprune.surgery import calibrate_norms, removed
@@ -264,17 +266,7 @@ def variant_key(units) -> str:
 # ----------------------------------------------------------------- the table
 
 
-def read_table(path: Path) -> list[dict]:
-    """Finished rows; a line cut short by a kill is ignored."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+read_table = read_jsonl
 
 
 def repair_tail(path: Path) -> None:
@@ -307,18 +299,12 @@ def finalize_table(path: Path, order: list[str]) -> list[dict]:
     for row in read_table(path):
         by_key.setdefault(row["variant"], row)
     rows = sorted(by_key.values(), key=lambda r: (rank.get(r["variant"], len(rank)), r["variant"]))
-    write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    write_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
     return rows
 
 
-def write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def write_json(path: Path, data) -> None:
-    write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+    _write_json(path, data, sort_keys=True)
 
 
 # ----------------------------------------------------------------- scoring a variant
@@ -431,7 +417,7 @@ def prepare_run(out: Path, config: ProfileConfig, items: list[CalibItem], model,
         return
     out.mkdir(parents=True, exist_ok=True)
     if not saved.is_file():
-        write_text(out / "prompts.jsonl", "".join(json.dumps(asdict(it)) + "\n" for it in items))
+        write_atomic(out / "prompts.jsonl", "".join(json.dumps(asdict(it)) + "\n" for it in items))
         write_json(out / "units.json", units.to_dict())
         write_json(saved, {"settings": config.settings(), "model": model_name, "command": sys.argv, "versions": versions()})
 

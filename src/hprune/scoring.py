@@ -24,6 +24,7 @@ from pathlib import Path
 
 from hprune.arch.units import Unit
 from hprune.errors import HpruneError
+from hprune.files import read_jsonl
 from hprune.plan import Plan, check_ratio
 
 RANKERS = ("hpp", "koala", "bkscore", "lastk")
@@ -271,13 +272,7 @@ def load_run(run_dir: str | Path) -> RunData:
     path = Path(run_dir)
     if not (path / "units.json").is_file():
         raise HpruneError(f"{path} is not a profile run directory (no units.json); run `hprune profile MODEL --out {path}` first.")
-    rows = []
-    table = path / "contribution.jsonl"
-    for line in table.read_text().splitlines() if table.is_file() else []:
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+    rows = read_jsonl(path / "contribution.jsonl")
     read = lambda name: json.loads((path / name).read_text()) if (path / name).is_file() else {}
     return RunData(path, ModelUnits.load(path / "units.json"), rows, read("similarity.json"),
                    read("reference.json"), read("config.json").get("settings", {}))

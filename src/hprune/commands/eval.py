@@ -8,8 +8,6 @@ the teachers' quality bar is relative to). Writes DIR/eval.json with keys
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from hprune.errors import HpruneError
+from hprune.files import write_json
 from hprune.generate import read_records
 
 
@@ -51,7 +50,7 @@ def evaluate_dir(folder: str | Path, reference: bool = True, progress: bool = Fa
         result["reference"] = {"semantic": ref.semantic, "quality": ref.quality, "per_category": ref.per_category}
         result["quality_ratio"] = report.quality / ref.quality if ref.quality else None
     result["per_prompt"] = [{**p, "path": r["path"]} for p, r in zip(report.per_prompt, records)]
-    _atomic_json(folder / "eval.json", result)
+    write_json(folder / "eval.json", result, indent=2)
     return result
 
 
@@ -98,7 +97,3 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def _atomic_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
 from hprune.arch.units import Unit
 from hprune.errors import HpruneError
+from hprune.files import read_jsonl
 
 
 def load_sensitivity(path: str | Path) -> dict[str, float]:
@@ -16,12 +16,7 @@ def load_sensitivity(path: str | Path) -> dict[str, float]:
     path = Path(path)
     if not path.is_file():
         raise HpruneError(f"sensitivity table {path} does not exist; run `hprune profile` first.")
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill
+    rows = read_jsonl(path)
     single = [(Unit.parse(r["units"][0]), float(r["dP"])) for r in rows if len(r.get("units", [])) == 1]
     blocks = {u.key: dp for u, dp in single if u.is_block}
     parts: dict[str, float] = defaultdict(float)
