@@ -61,3 +61,18 @@ def test_mean_mode_plan_needs_and_uses_the_calibration(tmp_path, capsys):
     loaded = load_pruned(tmp_path / "o")
     value = loaded.transformer_blocks[1].norm1.linear.value
     assert torch.allclose(value, means["joint.1.norm"])
+
+
+def test_pruned_shapes_teacher_generates(tmp_path):
+    import numpy as np
+
+    from hprune.toy.pipeline import load_pipeline
+
+    plan_units = ["joint.3", "joint.5.attn", "joint.6.norm"]
+    teacher = load_pipeline("shapes-sd3")
+    get_adapter(teacher.transformer).make_plan(teacher.transformer, plan_units).save(tmp_path / "plan.json")
+    assert main(["prune", "shapes-sd3", "--plan", str(tmp_path / "plan.json"), "--out", str(tmp_path / "p")]) == 0
+    pruned = load_pipeline(tmp_path / "p")
+    assert len(pruned.transformer.transformer_blocks) == 15
+    images = pruned(["a red circle"], num_inference_steps=2, seeds=[0]).images
+    assert images.shape == (1, 64, 64, 3) and images.dtype == np.uint8

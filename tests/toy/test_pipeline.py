@@ -110,7 +110,7 @@ def test_damaged_folder_is_a_clear_error(tmp_path):
     build_pipeline(tiny("sd3"), VOCABULARY).save_pretrained(tmp_path)
     weights = tmp_path / "transformer" / "diffusion_pytorch_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
-    with pytest.raises(HpruneError, match="looks damaged"):
+    with pytest.raises(HpruneError, match="not a readable safetensors file"):
         load_pipeline(tmp_path)
 
 
