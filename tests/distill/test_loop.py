@@ -113,3 +113,11 @@ def test_sgdistill_without_sensitivity_is_one_sentence(tmp_path):
                              "--out", str(tmp_path / "o"), "--sgdistill"], capture_output=True, text=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "--sensitivity" in result.stderr
+
+
+def test_losses_go_to_tensorboard_when_installed(tmp_path):
+    pytest.importorskip("tensorboard")
+    teacher, data = tiny_sd3(num_layers=3), sd3_data(8)
+    plan = get_adapter(teacher).make_plan(teacher, ["joint.0"])
+    distill(teacher, plan, data, DistillConfig(steps=2, batch_size=2), tmp_path / "o", progress=False)
+    assert list((tmp_path / "o" / "tensorboard").glob("events.out.tfevents.*"))

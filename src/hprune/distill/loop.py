@@ -85,6 +85,7 @@ def distill(teacher, plan, data: DistillData, cfg: DistillConfig, out_dir: str |
     taps = _taps(matched, scales)
     log_path = out / LOSS_CSV
     _trim_log(log_path, start)
+    board = _tensorboard(out) if accelerator.is_main_process else None
     t0, last = time.time(), {}
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress or not accelerator.is_main_process,
                desc="distill", unit="step")
@@ -109,17 +110,31 @@ def distill(teacher, plan, data: DistillData, cfg: DistillConfig, out_dir: str |
         last = {"step": step, "loss": loss.item(), "kd": l_kd.item(), "feat": l_feat.item()}
         if accelerator.is_main_process:
             _log(log_path, last)
+            if board is not None:
+                for key in ("loss", "kd", "feat"):
+                    board.add_scalar(f"distill/{key}", last[key], step)
             bar.set_postfix(loss=f"{last['loss']:.4g}")
             if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
                 save_checkpoint(out / "checkpoints", step + 1, student, optimizer, ema)
     for tap in taps:
         tap.close()
+    if board is not None:
+        board.close()
     student = accelerator.unwrap_model(wrapped)
     if ema is not None:
         ema.copy_to(student.parameters())
     if accelerator.is_main_process:
         _finish(out, student, plan, cfg, scales, last, time.time() - t0, start)
     return student
+
+
+def _tensorboard(out: Path):
+    """A TensorBoard writer when the tensorboard package is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
 
 
 def _make_ema(student, cfg: DistillConfig):
