@@ -189,3 +189,16 @@ def load_pruned_pipeline(path: str | Path, torch_dtype: torch.dtype | None = Non
         raise HpruneError(f"{path} is not a diffusers pipeline folder (no model_index.json).")
     transformer = load_transformer(path, torch_dtype=torch_dtype)
     return DiffusionPipeline.from_pretrained(path, transformer=transformer, torch_dtype=torch_dtype)
+
+
+def load_any_pipeline(name_or_path: str, device="cpu", dtype=None):
+    """A shapes teacher (by name or folder) or a diffusers pipeline folder."""
+    from hprune.toy.pipeline import PIPELINES, SHIPPED, load_pipeline
+
+    index = Path(name_or_path) / "model_index.json"
+    if name_or_path in SHIPPED or (index.is_file() and json.loads(index.read_text()).get("_class_name") in PIPELINES):
+        return load_pipeline(name_or_path, device=device, dtype=dtype or torch.float32)
+    if not index.is_file():
+        raise HpruneError(f"{name_or_path} is neither {' nor '.join(SHIPPED)} nor a diffusers pipeline folder "
+                          "(no model_index.json); pass a whole pipeline: its text encoders are needed.")
+    return load_pruned_pipeline(name_or_path, torch_dtype=dtype).to(device)

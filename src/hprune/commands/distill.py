@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -11,6 +10,7 @@ from hprune.distill import DistillConfig, distill
 from hprune.distill.data import DistillData
 from hprune.distill.sensitivity import load_sensitivity
 from hprune.errors import HpruneError
+from hprune.io import load_any_pipeline
 from hprune.plan import Plan
 
 DATA_FILE = "distill_data.safetensors"
@@ -42,22 +42,8 @@ def add_arguments(parser):
 
 def load_teacher(name_or_path: str):
     """(pipeline, transformer) for a shapes teacher name or a pipeline folder."""
-    from hprune.io import is_pipeline_dir, load_pruned_pipeline
-
-    if name_or_path.startswith("shapes-") or _is_toy(name_or_path):
-        from hprune.toy.pipeline import load_pipeline
-
-        pipe = load_pipeline(name_or_path)
-        return pipe, pipe.transformer
-    if not is_pipeline_dir(name_or_path):
-        raise HpruneError(f"--teacher {name_or_path} is neither a shapes teacher nor a diffusers pipeline folder.")
-    pipe = load_pruned_pipeline(name_or_path)
+    pipe = load_any_pipeline(name_or_path)
     return pipe, pipe.transformer
-
-
-def _is_toy(path: str) -> bool:
-    index = Path(path) / "model_index.json"
-    return index.is_file() and json.loads(index.read_text()).get("_class_name", "").startswith("Shapes")
 
 
 def build_data(spec: str, pipe, out: Path, resolution: int, seed: int) -> DistillData:

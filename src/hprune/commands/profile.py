@@ -4,13 +4,11 @@ Contribution analysis; shard it over GPUs with
 `accelerate launch -m hprune profile ...` (same arguments).
 """
 
-import json
 import time
-from pathlib import Path
 
 import torch
 
-from hprune.errors import HpruneError
+from hprune.io import load_any_pipeline
 from hprune.profile import SCOPES, ProfileConfig, profile
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -36,21 +34,6 @@ def add_arguments(parser):
                         help="a removed norm's modulation: identity (shift 0, scale 0, gate 1) or its calibrated mean")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     parser.add_argument("--no-progress", action="store_true")
-
-
-def load_any_pipeline(name_or_path: str, device, dtype):
-    """A shapes teacher (by name or folder) or a diffusers pipeline folder."""
-    from hprune.toy.pipeline import PIPELINES, SHIPPED, load_pipeline
-
-    index = Path(name_or_path) / "model_index.json"
-    if name_or_path in SHIPPED or (index.is_file() and json.loads(index.read_text()).get("_class_name") in PIPELINES):
-        return load_pipeline(name_or_path, device=device, dtype=dtype)
-    if not index.is_file():
-        raise HpruneError(f"{name_or_path} is neither {' nor '.join(SHIPPED)} nor a diffusers pipeline folder "
-                          "(no model_index.json); profile needs a whole pipeline to generate images.")
-    from hprune.io import load_pruned_pipeline
-
-    return load_pruned_pipeline(name_or_path, torch_dtype=dtype).to(device)
 
 
 def config_from(args) -> ProfileConfig:
