@@ -94,3 +94,15 @@ def test_second_stage_starts_from_saved_weights(tmp_path):
     assert record["init_from"]["config"]["out"] == str(tmp_path / "a")
     for x, y in zip(a.transformer.parameters(), b.transformer.parameters()):
         torch.testing.assert_close(x, y)
+
+
+def test_snapshot_every_eval_is_a_loadable_teacher(tmp_path):
+    cfg = TrainConfig(family="sd3", out=str(tmp_path), arch=tiny_arch("sd3"), steps=4, batch_size=2, warmup=1,
+                      eval_every=2, eval_per_category=0, workers=0, device="cpu")
+    train(cfg)
+    record = json.loads((tmp_path / "snapshot" / "training.json").read_text())
+    assert record["snapshot"] and record["steps_done"] == 4
+    snap, final = load_pipeline(tmp_path / "snapshot"), load_pipeline(tmp_path / "pipeline")
+    for x, y in zip(snap.transformer.parameters(), final.transformer.parameters()):
+        torch.testing.assert_close(x, y)
+    assert not (tmp_path / "snapshot.tmp").exists()

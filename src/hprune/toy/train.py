@@ -272,8 +272,10 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
         if step % 100 == 0:
             log({"step": step, "loss": loss.item(), "elapsed_s": round(time.time() - start, 1),
                  "data_wait_s": round(waited, 1)})
-        if val and step % cfg.eval_every == 0:
-            log({"step": step, "val": evaluate_val(ema, val, cfg, cfg.arch.guidance_scale, cfg.arch.shift)})
+        if step % cfg.eval_every == 0:
+            if val:
+                log({"step": step, "val": evaluate_val(ema, val, cfg, cfg.arch.guidance_scale, cfg.arch.shift)})
+            snapshot(ema, out / "snapshot", cfg, step, command)
     summary = {"steps_done": step, "train_wall_s": round(time.time() - start, 1)}
     if val:
         best = sweep_defaults(ema, val, cfg, log)
@@ -299,6 +301,18 @@ def save(pipe: ShapesPipeline, folder: Path, cfg: TrainConfig, summary: dict, co
         earlier = resolve(cfg.init) / "training.json"
         record["init_from"] = json.loads(earlier.read_text()) if earlier.exists() else str(cfg.init)
     (folder / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def snapshot(ema: ShapesPipeline, folder: Path, cfg: TrainConfig, step: int, command: str) -> None:
+    """The EMA so far as a loadable teacher folder, replaced atomically: a run on a machine
+    that can be taken away leaves a usable `--init` for the next stage."""
+    import shutil
+
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save(copy.deepcopy(ema), tmp, cfg, {"steps_done": step, "snapshot": True}, command)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
 
 
 def split_hashes() -> dict[str, str]:
