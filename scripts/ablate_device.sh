@@ -24,5 +24,5 @@ for teacher in shapes-sd3 shapes-flux; do
   [ -f "/tmp/ablate-$teacher.log" ] && grep -v "it/s\]" "/tmp/ablate-$teacher.log" | tail -30 >> "$OUT/ablation_log.txt"
 done
 # rows that finished, even if the call ran out of time
-(cd /tmp/ablate 2>/dev/null && tar czf "$OUT/ablation_rows.tgz" */*.json */*/plan.json */*/student/loss.csv */*/student/training_summary.json 2>/dev/null)
+(cd /tmp/ablate 2>/dev/null && tar czf "$OUT/ablation_rows.tgz" */*.json */*.png */samples.txt */*/plan.json */*/student/loss.csv */*/student/training_summary.json 2>/dev/null)
 cat "$OUT/ablation_log.txt"

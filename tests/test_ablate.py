@@ -52,3 +52,17 @@ def test_bad_settings():
         AblateConfig(ratios=(1.2,))
     with pytest.raises(HpruneError, match="unknown methods"):
         AblateConfig(methods=("magic",))
+
+
+def test_sample_sheet_has_one_strip_per_row_in_table_order(tiny_teacher):
+    from PIL import Image
+
+    out = tiny_teacher / "out"
+    cfg = AblateConfig(ratios=(0.3,), distill=DistillConfig(steps=2, batch_size=2, checkpoint_every=1),
+                       data_size=8, per_category=1, eval_steps=2)
+    ablate(str(tiny_teacher / "teacher"), tiny_teacher / "run", out, cfg)
+    names = (out / "samples.txt").read_text().split()
+    assert names == ["teacher"] + [f"{m}-0.3" for m in METHODS]
+    strip = Image.open(out / "teacher.png")
+    sheet = Image.open(out / "samples.png")
+    assert sheet.size == (strip.size[0], strip.size[1] * len(names))

@@ -77,9 +77,10 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def score_transformer(pipe, transformer, cfg: AblateConfig) -> dict:
-    """ShapesEval scores of the pipeline drawing with `transformer`."""
-    from hprune.generate import GenerationConfig, generate_images
+def score_transformer(pipe, transformer, cfg: AblateConfig, strip: Path | None = None) -> dict:
+    """ShapesEval scores of the pipeline drawing with `transformer`; with `strip`, also a PNG of
+    the first image of every category (the same prompts and seeds for every row)."""
+    from hprune.generate import GenerationConfig, generate_images, save_grid
     from hprune.metrics.shapes import evaluate
     from hprune.toy.splits import eval_set
 
@@ -90,6 +91,9 @@ def score_transformer(pipe, transformer, cfg: AblateConfig) -> dict:
                                  GenerationConfig(steps=cfg.eval_steps, batch_size=cfg.eval_batch))
     finally:
         pipe.transformer = original
+    if strip is not None:
+        firsts = images[:: cfg.per_category]
+        save_grid(firsts, strip, rows=1, cols=len(firsts))
     report = evaluate(images, [i.prompt for i in items])
     return {"semantic": report.semantic, "quality": report.quality, "per_category": report.per_category}
 
@@ -103,7 +107,7 @@ def teacher_scores(teacher: str, out: Path, cfg: AblateConfig) -> dict:
     avoid_cudnn_attention()
     pipe = load_pipeline(teacher, device=_device())
     t0 = time.time()
-    scores = {**score_transformer(pipe, pipe.transformer, cfg), "teacher": teacher,
+    scores = {**score_transformer(pipe, pipe.transformer, cfg, out / "teacher.png"), "teacher": teacher,
               "params": sum(p.numel() for p in pipe.transformer.parameters()), "gpu_seconds": 0.0}
     scores["eval_seconds"] = round(time.time() - t0, 2)
     write_json(path, scores)
@@ -159,7 +163,7 @@ def run_row(spec: RowSpec, teacher: str, run_dir: str, out_dir: str, cfg: Ablate
     variants = [("none", student)] + ([(cfg.quant, _quantized(student, cfg.quant))] if cfg.quant else [])
     rows = []
     for quant, model in variants:
-        scores = score_transformer(pipe, model, cfg)
+        scores = score_transformer(pipe, model, cfg, out / f"{spec.name}{'' if quant == 'none' else '-' + quant}.png")
         rows.append({"teacher": teacher, "method": spec.method, "ratio": spec.ratio, "quant": quant,
                      "params": sum(p.numel() for p in student.parameters()), "ratio_reached": plan.ratio_reached,
                      "semantic": scores["semantic"], "quality": scores["quality"],
@@ -195,7 +199,23 @@ def ablate(teacher: str, run_dir: str | Path, out_dir: str | Path, cfg: AblateCo
         with ProcessPoolExecutor(cfg.jobs, mp_context=get_context("spawn")) as pool:
             futures = [pool.submit(run_row, s, teacher, str(run_dir), str(out), cfg) for s in specs]
             results = [f.result() for f in futures]
-    return [row for rows in results for row in rows]
+    rows = [row for rows in results for row in rows]
+    sample_sheet(out, ["teacher"] + [s.name for s in specs] + ([f"{s.name}-{cfg.quant}" for s in specs] if cfg.quant else []))
+    return rows
+
+
+def sample_sheet(out: Path, names: list[str]) -> Path | None:
+    """The rows' sample strips stacked in table order into out/samples.png (row names in samples.txt)."""
+    import numpy as np
+    from PIL import Image
+
+    found = [n for n in names if (out / f"{n}.png").is_file()]
+    if not found:
+        return None
+    strips = [np.asarray(Image.open(out / f"{n}.png").convert("RGB")) for n in found]
+    Image.fromarray(np.concatenate(strips)).save(out / "samples.png")
+    (out / "samples.txt").write_text("\n".join(found) + "\n")
+    return out / "samples.png"
 
 
 def markdown_table(teacher: dict, rows: list[dict]) -> str:
