@@ -3,11 +3,14 @@
 # every (method, ratio) row as its own process on the same GPU.
 #   run(command="bash scripts/ablate_device.sh 1000 450", carry=[".whl"])
 # args: distillation steps per row, wall-clock seconds allowed for training rows;
-# env BATCH, PER_CATEGORY, DATA_SIZE, JOBS override the per-row settings.
+# env BATCH, PER_CATEGORY, DATA_SIZE, JOBS override the per-row settings; QUANT adds 4-bit twin rows.
 set -u
 STEPS=${1:-1000}
 LIMIT=${2:-450}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/diffusers-*.whl || exit 1
+if [ -n "${QUANT:-}" ]; then  # the 4-bit twin rows need the quantization wheels (carry .whl-quant)
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl-quant/*.whl || exit 1
+fi
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -16,7 +19,7 @@ for teacher in shapes-sd3 shapes-flux; do
   [ -f "results/analysis/$teacher/units.json" ] || { echo "no analysis for $teacher, skipped" | tee -a "$OUT/ablation_log.txt"; continue; }
   timeout "$LIMIT" python3 -m hprune ablate --teacher "$teacher" --run-dir "results/analysis/$teacher" \
       --out "/tmp/ablate/$teacher" --results "$OUT/ablation-$teacher.json" \
-      --steps "$STEPS" --batch-size "${BATCH:-64}" --lr 1e-4 --per-category "${PER_CATEGORY:-16}" --data-size "${DATA_SIZE:-4096}" --jobs "${JOBS:-6}" \
+      --steps "$STEPS" --batch-size "${BATCH:-64}" --lr 1e-4 --per-category "${PER_CATEGORY:-16}" --data-size "${DATA_SIZE:-4096}" --jobs "${JOBS:-6}" ${QUANT:+--quant "$QUANT"} \
       > "/tmp/ablate-$teacher.log" 2>&1 &
 done
 wait

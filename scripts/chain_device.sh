@@ -6,7 +6,9 @@
 # every call waits up to ~9.5 minutes and returns what is there so far.
 #   run(command="bash scripts/chain_device.sh start MINUTES STEPS LIMIT", carry=[".whl"])
 #   run(command="bash scripts/chain_device.sh wait")       # until /tmp/chain/DONE
-# env BATCH, PER_CATEGORY, DATA_SIZE, JOBS go on to scripts/ablate_device.sh.
+# env TRAIN (families to train, default "sd3 flux"; "" trains none), SEED (default 5);
+# BATCH, PER_CATEGORY, DATA_SIZE, JOBS, QUANT go on to scripts/ablate_device.sh (QUANT needs
+# the quantization wheels carried in .whl-quant).
 set -u
 MODE=${1:?start MINUTES STEPS LIMIT | wait | body}
 CHAIN=/tmp/chain REPO=/tmp/chainrepo RUNS=/tmp/teach
@@ -17,14 +19,14 @@ body() {  # minutes of training, distillation steps per row, seconds for the abl
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
       .whl/diffusers-*.whl || exit 1
   export PYTHONPATH=/tmp/site:$REPO/src PYTHONUNBUFFERED=1
-  for f in sd3 flux; do
+  for f in ${TRAIN-sd3 flux}; do
     mkdir -p "$RUNS/$f"
     lr=$([ $f = flux ] && echo 8e-4 || echo 6e-4)
-    python3 -m hprune.toy.train --family $f --init shapes-$f --seed 4 --warmup 100 --steps 1000000 --lr "$lr" \
+    python3 -m hprune.toy.train --family $f --init shapes-$f --seed "${SEED:-5}" --warmup 100 --steps 1000000 --lr "$lr" \
         --max-minutes "$1" --eval-every 1500 --workers 7 --out "$RUNS/$f" > "$RUNS/$f.log" 2>&1 &
   done
   wait
-  for f in sd3 flux; do
+  for f in ${TRAIN-sd3 flux}; do
     [ -f "$RUNS/$f/pipeline/model_index.json" ] || { echo "training $f failed" >> "$CHAIN/log.txt"; exit 1; }
     tar czf "$CHAIN/pipeline-$f.tgz" -C "$RUNS/$f" pipeline train_log.jsonl
     rm -rf "src/hprune/toy/checkpoints/shapes-$f" && cp -r "$RUNS/$f/pipeline" "src/hprune/toy/checkpoints/shapes-$f"
@@ -42,7 +44,9 @@ report() {
   done
   cat "$CHAIN/teach.txt" "$CHAIN/log.txt" 2>/dev/null | tail -n 40
   ls /tmp/ablate/*/ 2>/dev/null | grep -c json
-  tar czf "${OUT:-/tmp/out}/chain.tgz" -C "$CHAIN" --exclude DONE . 2>/dev/null
+  # one file per teacher pipeline: each returned file must stay under 16 MB
+  tar czf "${OUT:-/tmp/out}/chain.tgz" -C "$CHAIN" --exclude DONE --exclude 'pipeline-*' . 2>/dev/null
+  cp "$CHAIN"/pipeline-*.tgz "${OUT:-/tmp/out}/" 2>/dev/null
 }
 
 case "$MODE" in
