@@ -66,3 +66,15 @@ def test_sample_sheet_has_one_strip_per_row_in_table_order(tiny_teacher):
     strip = Image.open(out / "teacher.png")
     sheet = Image.open(out / "samples.png")
     assert sheet.size == (strip.size[0], strip.size[1] * len(names))
+
+
+def test_quant_twin_rows_follow_each_row(tiny_teacher):
+    cfg = AblateConfig(ratios=(0.3,), methods=("hpp", "hpp+pwp"), quant="w4fp8",
+                       distill=DistillConfig(steps=1, batch_size=2, checkpoint_every=1),
+                       data_size=8, per_category=1, eval_steps=2)
+    rows = ablate(str(tiny_teacher / "teacher"), tiny_teacher / "run", tiny_teacher / "out-quant", cfg)
+    assert [(r["method"], r["quant"]) for r in rows] == [("hpp", "none"), ("hpp", "w4fp8"),
+                                                         ("hpp+pwp", "none"), ("hpp+pwp", "w4fp8")]
+    assert rows[0]["params"] == rows[1]["params"]
+    names = (tiny_teacher / "out-quant" / "samples.txt").read_text().split()
+    assert names == ["teacher", "hpp-0.3", "hpp+pwp-0.3", "hpp-0.3-w4fp8", "hpp+pwp-0.3-w4fp8"]
