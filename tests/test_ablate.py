@@ -78,3 +78,17 @@ def test_quant_twin_rows_follow_each_row(tiny_teacher):
     assert rows[0]["params"] == rows[1]["params"]
     names = (tiny_teacher / "out-quant" / "samples.txt").read_text().split()
     assert names == ["teacher", "hpp-0.3", "hpp+pwp-0.3", "hpp-0.3-w4fp8", "hpp+pwp-0.3-w4fp8"]
+
+
+def test_r_thres_reaches_the_hpp_plans_only(tiny_teacher):
+    cfg = AblateConfig(ratios=(0.3,), methods=("hpp", "koala"), r_thres=0.01,
+                       distill=DistillConfig(steps=1, batch_size=2, checkpoint_every=1),
+                       data_size=8, per_category=1, eval_steps=2)
+    out = tiny_teacher / "out-rthres"
+    ablate(str(tiny_teacher / "teacher"), tiny_teacher / "run", out, cfg)
+    hpp = json.loads((out / "hpp-0.3" / "plan.json").read_text())
+    koala = json.loads((out / "koala-0.3" / "plan.json").read_text())
+    assert hpp["r_thres"] == 0.01 and not any(u.endswith(".block") for u in hpp["units"])
+    assert all(u.endswith(".block") for u in koala["units"])
+    with pytest.raises(HpruneError, match="--r-thres"):
+        AblateConfig(r_thres=1.5)

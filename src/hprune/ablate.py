@@ -38,6 +38,7 @@ class AblateConfig:
     ratios: tuple[float, ...] = (0.2, 0.3)
     methods: tuple[str, ...] = METHODS
     quant: str | None = None          # also score each row with this 4-bit backend
+    r_thres: float | None = None      # hpp rows: switch from blocks to subcomponents here (None: the default)
     distill: DistillConfig = field(default_factory=DistillConfig)
     data_size: int = 8192
     split: str = "test"
@@ -49,6 +50,8 @@ class AblateConfig:
     def __post_init__(self):
         for r in self.ratios:
             check_ratio(r, "--ratios")
+        if self.r_thres is not None:
+            check_ratio(self.r_thres, "--r-thres")
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise HpruneError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}.")
@@ -130,7 +133,9 @@ def train_row(spec: RowSpec, pipe, run, out: Path, cfg: AblateConfig):
     from hprune.scoring import plan_for_run
     from hprune.surgery import prune_
 
-    plan = plan_for_run(run, spec.method.split("+")[0], spec.ratio)
+    ranker = spec.method.split("+")[0]
+    overrides = {"r_thres": cfg.r_thres} if ranker == "hpp" and cfg.r_thres is not None else {}
+    plan = plan_for_run(run, ranker, spec.ratio, **overrides)
     means_file = run.path / "norm_means.pt"
     norm_means = torch.load(means_file, weights_only=True) if means_file.is_file() else None
     row_dir = out / spec.name

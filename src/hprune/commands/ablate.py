@@ -18,6 +18,8 @@ def add_arguments(parser):
     parser.add_argument("--results", help="write the rows here as a JSON list (e.g. results/ablation-shapes-sd3.json)")
     parser.add_argument("--ratios", default="0.2,0.3")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--r-thres", type=float, default=None,
+                        help="hpp rows: whole blocks up to this ratio, subcomponents beyond (default: hprune plan's)")
     parser.add_argument("--quant", help="also score every row with this 4-bit backend (e.g. bnb-nf4)")
     parser.add_argument("--steps", type=int, default=2000, help="distillation steps per row (same for every row)")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -34,7 +36,7 @@ def run(args) -> int:
                          checkpoint_every=max(1, args.steps // 4),
                          mixed_precision="bf16" if torch.cuda.is_available() else "no")
     cfg = AblateConfig(ratios=tuple(float(r) for r in args.ratios.split(",")),
-                       methods=tuple(m.strip() for m in args.methods.split(",")), quant=args.quant,
+                       methods=tuple(m.strip() for m in args.methods.split(",")), quant=args.quant, r_thres=args.r_thres,
                        distill=dcfg, data_size=args.data_size, per_category=args.per_category,
                        eval_steps=args.eval_steps, jobs=args.jobs)
     rows = ablate(args.teacher, args.run_dir, args.out, cfg)
