@@ -76,3 +76,20 @@ def test_missing_sensitivity_is_a_clear_error():
     student = build_student(teacher, plan)
     with pytest.raises(HpruneError, match="no dP for joint.0.block"):
         block_scales(match_blocks(student, teacher, plan), 1, pwp=False, sensitivity={"joint.2.block": 0.1})
+
+
+def test_linear_sgdistill_scales_keep_the_order_with_even_spacing():
+    dp = {"a": 0.5, "b": 0.02, "c": 0.2, "d": 0.3}
+    inverse, linear = sgdistill_scales(dp), sgdistill_scales(dp, "linear")
+    assert sorted(dp, key=inverse.get) == sorted(dp, key=linear.get)
+    assert linear["a"] == 0.0 and linear["b"] == 1.0
+    assert linear["c"] == pytest.approx((0.5 - 0.2) / (0.5 - 0.02))
+    assert inverse["c"] < 0.2 < linear["c"]  # 1/dP squeezes the middle towards 0
+
+
+def test_sg_scale_is_validated():
+    from hprune.distill import DistillConfig
+    from hprune.errors import HpruneError
+
+    with pytest.raises(HpruneError, match="--sg-scale"):
+        DistillConfig(sg_scale="log")

@@ -25,6 +25,8 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--feat-weight", type=float, default=1.0)
+    parser.add_argument("--sg-scale", default="inverse", choices=("inverse", "linear"),
+                        help="SGDistill's normalisation: min-max of 1/dP (the paper's) or of -dP")
     parser.add_argument("--data-size", type=int, default=8192, help="training renders cached for distillation")
     parser.add_argument("--per-category", type=int, default=64, help="test images per category")
     parser.add_argument("--eval-steps", type=int, default=8)
@@ -32,7 +34,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    dcfg = DistillConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, feat_weight=args.feat_weight,
+    dcfg = DistillConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, feat_weight=args.feat_weight, sg_scale=args.sg_scale,
                          checkpoint_every=max(1, args.steps // 4),
                          mixed_precision="bf16" if torch.cuda.is_available() else "no")
     cfg = AblateConfig(ratios=tuple(float(r) for r in args.ratios.split(",")),

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from hprune.errors import HpruneError
 
 OPTIMIZERS = ("adamw", "sgd")
+SG_SCALES = ("inverse", "linear")
 PRECISIONS = ("no", "bf16", "fp16")
 
 
@@ -27,6 +28,7 @@ class DistillConfig:
     # first pruned position of the plan.
     pwp_boundary: int | None = None
     sgdistill: bool = False
+    sg_scale: str = "inverse"  # SGDistill's normalisation: min-max of 1/dP, or of -dP (`linear`)
     checkpoint_every: int = 200
     seed: int = 0
     mixed_precision: str = "no"
@@ -46,6 +48,8 @@ class DistillConfig:
             problems.append(f"--lr must be positive (got {self.lr})")
         if self.optimizer not in OPTIMIZERS:
             problems.append(f"--optimizer must be one of {OPTIMIZERS} (got '{self.optimizer}')")
+        if self.sg_scale not in SG_SCALES:
+            problems.append(f"--sg-scale must be one of {SG_SCALES} (got '{self.sg_scale}')")
         if self.mixed_precision not in PRECISIONS:
             problems.append(f"--mixed-precision must be one of {PRECISIONS} (got '{self.mixed_precision}')")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:

@@ -58,20 +58,29 @@ def pwp_boundary(plan, override: int | None) -> int:
     return min((position(u, plan.arch) for u in plan.units), default=10**9)
 
 
-def sgdistill_scales(sensitivity: dict[str, float]) -> dict[str, float]:
-    """Min-max normalised 1/dP. dP at or below 1% of the largest is floored
-    there, so one near-zero drop does not push every other block to 0."""
+def sgdistill_scales(sensitivity: dict[str, float], kind: str = "inverse") -> dict[str, float]:
+    """Min-max normalised 1/dP (`inverse`, the design's) or -dP (`linear`).
+
+    For `inverse`, dP at or below 1% of the largest is floored there. Even so
+    1/dP is heavy-tailed: one block with a small dP sets the top of the range
+    and squeezes the rest towards 0 (on shapes-flux most blocks got < 0.1).
+    `linear` keeps the same order and end points with even spacing in dP.
+    """
     if not sensitivity:
         return {}
-    top = max(max(sensitivity.values()), 1e-12)
-    inverse = {k: 1.0 / max(v, 0.01 * top) for k, v in sensitivity.items()}
-    lo, hi = min(inverse.values()), max(inverse.values())
+    if kind == "inverse":
+        top = max(max(sensitivity.values()), 1e-12)
+        raw = {k: 1.0 / max(v, 0.01 * top) for k, v in sensitivity.items()}
+    else:
+        raw = {k: -v for k, v in sensitivity.items()}
+    lo, hi = min(raw.values()), max(raw.values())
     if hi - lo < 1e-12:
-        return {k: 1.0 for k in inverse}
-    return {k: (v - lo) / (hi - lo) for k, v in inverse.items()}
+        return {k: 1.0 for k in raw}
+    return {k: (v - lo) / (hi - lo) for k, v in raw.items()}
 
 
-def block_scales(matched, boundary: int, pwp: bool, sensitivity: dict[str, float] | None) -> dict[str, float]:
+def block_scales(matched, boundary: int, pwp: bool, sensitivity: dict[str, float] | None,
+                 kind: str = "inverse") -> dict[str, float]:
     trainable = [m for m in matched if not (pwp and m.position < boundary)]
     scales = {m.unit.key: (1.0 if m in trainable else 0.0) for m in matched}
     if sensitivity is not None:
@@ -79,7 +88,7 @@ def block_scales(matched, boundary: int, pwp: bool, sensitivity: dict[str, float
         if missing:
             raise HpruneError(f"the sensitivity table has no dP for {', '.join(missing[:5])}; "
                               "run `hprune profile` on the teacher and pass its contribution.jsonl.")
-        scales.update(sgdistill_scales({m.unit.key: sensitivity[m.unit.key] for m in trainable}))
+        scales.update(sgdistill_scales({m.unit.key: sensitivity[m.unit.key] for m in trainable}, kind))
     return scales
 
 

@@ -75,7 +75,7 @@ def distill(teacher, plan, data: DistillData, cfg: DistillConfig, out_dir: str |
         student.enable_gradient_checkpointing()
     matched = match_blocks(student, teacher, plan)
     scales = block_scales(matched, pwp_boundary(plan, cfg.pwp_boundary), cfg.pwp,
-                          sensitivity if cfg.sgdistill else None)
+                          sensitivity if cfg.sgdistill else None, cfg.sg_scale)
     groups = param_groups(student, matched, scales, cfg.lr, cfg.pwp)
     optimizer = _optimizer(groups, cfg)
     ema = _make_ema(student, cfg)
