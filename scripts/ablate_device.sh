@@ -3,7 +3,8 @@
 # every (method, ratio) row as its own process on the same GPU.
 #   run(command="bash scripts/ablate_device.sh 1000 450", carry=[".whl"])
 # args: distillation steps per row, wall-clock seconds allowed for training rows;
-# env BATCH, PER_CATEGORY, DATA_SIZE, JOBS override the per-row settings; QUANT adds 4-bit twin rows.
+# env BATCH, PER_CATEGORY, DATA_SIZE, JOBS override the per-row settings; QUANT adds 4-bit twin rows;
+# RTHRES, SG_SCALE, FEAT_WEIGHT go to `hprune ablate --r-thres / --sg-scale / --feat-weight`.
 set -u
 STEPS=${1:-1000}
 LIMIT=${2:-450}
@@ -22,6 +23,7 @@ for teacher in shapes-sd3 shapes-flux; do
   timeout "$LIMIT" python3 -m hprune ablate --teacher "$teacher" --run-dir "results/analysis/$teacher" \
       --out "/tmp/ablate/$teacher" --results "$OUT/ablation-$teacher.json" \
       --steps "$STEPS" --batch-size "${BATCH:-64}" --lr 1e-4 --per-category "${PER_CATEGORY:-16}" --data-size "${DATA_SIZE:-4096}" --jobs "${JOBS:-6}" ${QUANT:+--quant "$QUANT"} \
+      ${RTHRES:+--r-thres "$RTHRES"} ${SG_SCALE:+--sg-scale "$SG_SCALE"} ${FEAT_WEIGHT:+--feat-weight "$FEAT_WEIGHT"} \
       > "/tmp/ablate-$teacher.log" 2>&1 &
 done
 wait

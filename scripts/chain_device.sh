@@ -7,7 +7,7 @@
 #   run(command="bash scripts/chain_device.sh start MINUTES STEPS LIMIT", carry=[".whl"])
 #   run(command="bash scripts/chain_device.sh wait")       # until /tmp/chain/DONE
 # env TRAIN (families to train, default "sd3 flux"; "" trains none), SEED (default 5);
-# BATCH, PER_CATEGORY, DATA_SIZE, JOBS, QUANT go on to scripts/ablate_device.sh (QUANT needs
+# BATCH, PER_CATEGORY, DATA_SIZE, JOBS, QUANT, RTHRES, SG_SCALE, FEAT_WEIGHT go on to scripts/ablate_device.sh (QUANT needs
 # the quantization wheels carried in .whl-quant).
 set -u
 MODE=${1:?start MINUTES STEPS LIMIT | wait | body}
