@@ -22,6 +22,7 @@ done
 $PY - "$WORK" "$TEACHER" "$RATIO" $SETTINGS <<'PYEOF'
 import json, sys
 from pathlib import Path
+from hprune.ablate import degradation
 work, teacher, ratio, *settings = sys.argv[1:]
 work = Path(work)
 ref = json.loads((work / f"{teacher}-val" / "eval.json").read_text())
@@ -29,7 +30,7 @@ rows = [{"teacher": teacher, "r_thres": None, "ratio_reached": 0.0, "semantic": 
 for r in settings:
     run = json.loads((work / f"{teacher}-{ratio}-r{r}-val" / "eval.json").read_text())
     plan = json.loads((work / f"{teacher}-{ratio}-r{r}.plan.json").read_text())
-    drop = sum((ref[k] - run[k]) / ref[k] for k in ("semantic", "quality")) / 2
+    drop = degradation(ref, run)
     rows.append({"teacher": teacher, "r_thres": float(r), "units": plan["units"], "ratio_reached": plan["ratio_reached"],
                  "semantic": run["semantic"], "quality": run["quality"], "degradation": drop})
     print(f"r_thres {r}: {100 * plan['ratio_reached']:.1f}% removed, semantic {run['semantic']:.3f}, "
