@@ -68,6 +68,10 @@ class RowSpec:
     def name(self) -> str:
         return f"{self.method}-{self.ratio:g}"
 
+    def variant(self, quant: str) -> str:
+        """The name of this row's `quant` twin ("none": the row itself), e.g. for its sample strip."""
+        return self.name if quant == "none" else f"{self.name}-{quant}"
+
 
 def degradation(teacher: dict, row: dict) -> float | None:
     """Mean relative drop of the two scores; a score the teacher never earns
@@ -168,7 +172,7 @@ def run_row(spec: RowSpec, teacher: str, run_dir: str, out_dir: str, cfg: Ablate
     variants = [("none", student)] + ([(cfg.quant, _quantized(student, cfg.quant))] if cfg.quant else [])
     rows = []
     for quant, model in variants:
-        scores = score_transformer(pipe, model, cfg, out / f"{spec.name}{'' if quant == 'none' else '-' + quant}.png")
+        scores = score_transformer(pipe, model, cfg, out / f"{spec.variant(quant)}.png")
         rows.append({"teacher": teacher, "method": spec.method, "ratio": spec.ratio, "quant": quant,
                      "params": sum(p.numel() for p in student.parameters()), "ratio_reached": plan.ratio_reached,
                      "semantic": scores["semantic"], "quality": scores["quality"],
@@ -205,7 +209,8 @@ def ablate(teacher: str, run_dir: str | Path, out_dir: str | Path, cfg: AblateCo
             futures = [pool.submit(run_row, s, teacher, str(run_dir), str(out), cfg) for s in specs]
             results = [f.result() for f in futures]
     rows = [row for rows in results for row in rows]
-    sample_sheet(out, ["teacher"] + [s.name for s in specs] + ([f"{s.name}-{cfg.quant}" for s in specs] if cfg.quant else []))
+    quants = ["none"] + ([cfg.quant] if cfg.quant else [])
+    sample_sheet(out, ["teacher"] + [s.variant(q) for q in quants for s in specs])
     return rows
 
 

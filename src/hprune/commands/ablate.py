@@ -9,6 +9,7 @@ import torch
 
 from hprune.ablate import METHODS, AblateConfig, ablate, markdown_table
 from hprune.distill import DistillConfig
+from hprune.distill.config import SG_SCALES
 
 
 def add_arguments(parser):
@@ -25,7 +26,7 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--feat-weight", type=float, default=1.0)
-    parser.add_argument("--sg-scale", default="inverse", choices=("inverse", "linear"),
+    parser.add_argument("--sg-scale", default="inverse", choices=SG_SCALES,
                         help="SGDistill's normalisation: min-max of 1/dP (the paper's) or of -dP")
     parser.add_argument("--data-size", type=int, default=8192, help="training renders cached for distillation")
     parser.add_argument("--per-category", type=int, default=64, help="test images per category")
@@ -34,12 +35,12 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    dcfg = DistillConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, feat_weight=args.feat_weight, sg_scale=args.sg_scale,
-                         checkpoint_every=max(1, args.steps // 4),
+    dcfg = DistillConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, feat_weight=args.feat_weight,
+                         sg_scale=args.sg_scale, checkpoint_every=max(1, args.steps // 4),
                          mixed_precision="bf16" if torch.cuda.is_available() else "no")
     cfg = AblateConfig(ratios=tuple(float(r) for r in args.ratios.split(",")),
-                       methods=tuple(m.strip() for m in args.methods.split(",")), quant=args.quant, r_thres=args.r_thres,
-                       distill=dcfg, data_size=args.data_size, per_category=args.per_category,
+                       methods=tuple(m.strip() for m in args.methods.split(",")), quant=args.quant,
+                       r_thres=args.r_thres, distill=dcfg, data_size=args.data_size, per_category=args.per_category,
                        eval_steps=args.eval_steps, jobs=args.jobs)
     rows = ablate(args.teacher, args.run_dir, args.out, cfg)
     teacher = json.loads((Path(args.out) / "teacher.json").read_text())
