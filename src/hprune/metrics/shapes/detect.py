@@ -282,20 +282,26 @@ _BG_PATTERNS = {"striped": _shifted("bg-striped", 8), "checkered": _shifted("bg-
 _FILLS = {"striped": _shifted("striped", STRIPE_PERIOD), "dotted": _shifted("dotted", DOT_PERIOD)}
 
 
+def _best_pattern(patterns: dict[str, np.ndarray], seen: np.ndarray, region: np.ndarray,
+                  best: str, best_match: float, best_map: np.ndarray) -> tuple[str, np.ndarray]:
+    """The pattern (at its best phase) whose map agrees with `seen` on more of `region` than
+    `best_match`, and that map; `best` and `best_map` if none does."""
+    for name, stack in patterns.items():
+        match = (stack[:, region] == seen[region]).mean(1)
+        i = int(match.argmax())
+        if match[i] > best_match:
+            best, best_match, best_map = name, match[i], stack[i]
+    return best, best_map
+
+
 def read_fill(dark: np.ndarray, inner: np.ndarray) -> tuple[str, np.ndarray]:
     """The fill whose ideal dark-shade map (at its best phase) agrees with most interior pixels.
 
     Returns the fill and that map; solid's map is empty.
     """
-    best, best_match, best_map = "solid", 1.0 - dark[inner].mean() if inner.any() else 1.0, np.zeros_like(dark)
     if not inner.any():
-        return best, best_map
-    for name, stack in _FILLS.items():
-        match = (stack[:, inner] == dark[inner]).mean(1)
-        i = int(match.argmax())
-        if match[i] > best_match:
-            best, best_match, best_map = name, match[i], stack[i]
-    return best, best_map
+        return "solid", np.zeros_like(dark)
+    return _best_pattern(_FILLS, dark, inner, "solid", 1.0 - dark[inner].mean(), np.zeros_like(dark))
 
 
 def _read_background(labels: np.ndarray, objects: list[Found]) -> tuple[str, np.ndarray]:
@@ -306,12 +312,6 @@ def _read_background(labels: np.ndarray, objects: list[Found]) -> tuple[str, np.
     plain = np.zeros((CANVAS, CANVAS), bool)
     if region.sum() == 0 or is_pattern[region].mean() < PLAIN_MAX_PATTERN:
         return "plain", plain
-    best, best_match, best_map = "unknown", MIN_PATTERN_MATCH, plain
-    for name, stack in _BG_PATTERNS.items():
-        match = (stack[:, region] == is_pattern[region]).mean(1)
-        i = int(match.argmax())
-        if match[i] > best_match:
-            best, best_match, best_map = name, match[i], stack[i]
-    return best, best_map
+    return _best_pattern(_BG_PATTERNS, is_pattern, region, "unknown", MIN_PATTERN_MATCH, plain)
 
 
