@@ -5,6 +5,8 @@
 # args: distillation steps per row, wall-clock seconds allowed for training rows;
 # env BATCH, PER_CATEGORY, DATA_SIZE, JOBS override the per-row settings; QUANT adds 4-bit twin rows;
 # RTHRES, SG_SCALE, FEAT_WEIGHT go to `hprune ablate --r-thres / --sg-scale / --feat-weight`.
+# A side experiment on top of a finished table: TAG names it (its own work folders and result files, which
+# start from the table's teacher scores, training renders and r_thres choice), TEACHERS, METHODS, RATIOS pick rows.
 set -u
 STEPS=${1:-1000}
 LIMIT=${2:-450}
@@ -17,19 +19,28 @@ fi
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/ablation_log.txt"
-for teacher in shapes-sd3 shapes-flux; do
-  [ -f "results/analysis/$teacher/units.json" ] || { echo "no analysis for $teacher, skipped" | tee -a "$OUT/ablation_log.txt"; continue; }
+TEACHERS=${TEACHERS:-shapes-sd3 shapes-flux}
+SUFFIX=${TAG:+-$TAG}
+LOG="$OUT/ablation_log$SUFFIX.txt"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$LOG"
+for teacher in $TEACHERS; do
+  [ -f "results/analysis/$teacher/units.json" ] || { echo "no analysis for $teacher, skipped" | tee -a "$LOG"; continue; }
+  work="/tmp/ablate/$teacher$SUFFIX"
+  if [ -n "${TAG:-}" ] && [ -d "/tmp/ablate/$teacher" ]; then
+    mkdir -p "$work" && cp /tmp/ablate/$teacher/{teacher*.json,rthres-*.json,distill_data.safetensors} "$work/" 2>/dev/null
+  fi
   timeout "$LIMIT" python3 -m hprune ablate --teacher "$teacher" --run-dir "results/analysis/$teacher" \
-      --out "/tmp/ablate/$teacher" --results "$OUT/ablation-$teacher.json" \
+      --out "$work" --results "$OUT/ablation-$teacher$SUFFIX.json" \
+      ${METHODS:+--methods "$METHODS"} ${RATIOS:+--ratios "$RATIOS"} \
       --steps "$STEPS" --batch-size "${BATCH:-64}" --lr 1e-4 --per-category "${PER_CATEGORY:-16}" --data-size "${DATA_SIZE:-4096}" --jobs "${JOBS:-6}" ${QUANT:+--quant "$QUANT"} \
       ${RTHRES:+--r-thres "$RTHRES"} ${SG_SCALE:+--sg-scale "$SG_SCALE"} ${FEAT_WEIGHT:+--feat-weight "$FEAT_WEIGHT"} \
-      > "/tmp/ablate-$teacher.log" 2>&1 &
+      > "/tmp/ablate-$teacher$SUFFIX.log" 2>&1 &
 done
 wait
-for teacher in shapes-sd3 shapes-flux; do
-  [ -f "/tmp/ablate-$teacher.log" ] && grep -v "it/s\]" "/tmp/ablate-$teacher.log" | tail -30 >> "$OUT/ablation_log.txt"
+for teacher in $TEACHERS; do
+  [ -f "/tmp/ablate-$teacher$SUFFIX.log" ] && grep -v "it/s\]" "/tmp/ablate-$teacher$SUFFIX.log" | tail -30 >> "$LOG"
 done
 # rows that finished, even if the call ran out of time
-(cd /tmp/ablate 2>/dev/null && tar czf "$OUT/ablation_rows.tgz" */*.json */*.png */samples.txt */*/plan.json */*/student/loss.csv */*/student/training_summary.json 2>/dev/null)
-cat "$OUT/ablation_log.txt"
+(cd /tmp/ablate 2>/dev/null && tar czf "$OUT/ablation_rows$SUFFIX.tgz" *$SUFFIX/*.json *$SUFFIX/*.png *$SUFFIX/samples.txt \
+    *$SUFFIX/*/plan.json *$SUFFIX/*/student/loss.csv *$SUFFIX/*/student/training_summary.json 2>/dev/null)
+cat "$LOG"

@@ -8,7 +8,8 @@
 #   run(command="bash scripts/chain_device.sh wait")       # until /tmp/chain/DONE
 # env TRAIN (families to train, default "sd3 flux"; "" trains none), SEED (default 5);
 # BATCH, PER_CATEGORY, DATA_SIZE, JOBS, QUANT, RTHRES, SG_SCALE, FEAT_WEIGHT go on to scripts/ablate_device.sh (QUANT needs
-# the quantization wheels carried in .whl-quant).
+# the quantization wheels carried in .whl-quant); AFTER, commands run once the tables are done (side
+# experiments: scripts/ablate_device.sh with TAG=..., see there), with OUT set to the returned folder.
 set -u
 MODE=${1:?start MINUTES STEPS LIMIT | wait | body}
 CHAIN=/tmp/chain REPO=/tmp/chainrepo RUNS=/tmp/teach
@@ -33,6 +34,8 @@ body() {  # minutes of training, distillation steps per row, seconds for the abl
   done
   echo "teachers trained: $(( $(date +%s) - begin )) s" > "$CHAIN/teach.txt"
   OUT=$CHAIN bash scripts/analysis_ablation_device.sh "$2" "$3" > "$CHAIN/inner.log" 2>&1
+  echo "tables done: $(( $(date +%s) - begin )) s" >> "$CHAIN/teach.txt"
+  [ -n "${AFTER:-}" ] && (export OUT=$CHAIN; eval "$AFTER") > "$CHAIN/after.log" 2>&1
   touch "$CHAIN/DONE"
 }
 

@@ -92,3 +92,18 @@ def test_r_thres_reaches_the_hpp_plans_only(tiny_teacher):
     assert all(u.endswith(".block") for u in koala["units"])
     with pytest.raises(HpruneError, match="--r-thres"):
         AblateConfig(r_thres=1.5)
+
+
+def test_r_thres_val_is_chosen_on_the_val_split_and_used(tiny_teacher):
+    cfg = AblateConfig(ratios=(0.3,), methods=("hpp",), r_thres="val", per_category=1, eval_steps=2)
+    out = tiny_teacher / "out-rthres-val"
+    rows = ablate(str(tiny_teacher / "teacher"), tiny_teacher / "run", out, cfg)
+    sweep = json.loads((out / "rthres-0.3.json").read_text())
+    assert sweep["split"] == "val" and (out / "teacher-val.json").is_file()
+    best = min(c["val_degradation"] for c in sweep["candidates"])
+    chosen = [c for c in sweep["candidates"] if c["r_thres"] == sweep["chosen"]][0]
+    assert chosen["val_degradation"] == best
+    assert rows[0]["r_thres"] == sweep["chosen"]
+    assert json.loads((out / "hpp-0.3" / "plan.json").read_text())["r_thres"] == sweep["chosen"]
+    with pytest.raises(HpruneError, match="--r-thres"):
+        AblateConfig(r_thres="test")

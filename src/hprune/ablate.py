@@ -38,7 +38,7 @@ class AblateConfig:
     ratios: tuple[float, ...] = (0.2, 0.3)
     methods: tuple[str, ...] = METHODS
     quant: str | None = None          # also score each row with this 4-bit backend
-    r_thres: float | None = None      # hpp rows: switch from blocks to subcomponents here (None: the default)
+    r_thres: float | str | None = None  # hpp rows: blocks up to here, then subcomponents; "val": chosen per ratio
     distill: DistillConfig = field(default_factory=DistillConfig)
     data_size: int = 8192
     split: str = "test"
@@ -50,7 +50,10 @@ class AblateConfig:
     def __post_init__(self):
         for r in self.ratios:
             check_ratio(r, "--ratios")
-        if self.r_thres is not None:
+        if isinstance(self.r_thres, str):
+            if self.r_thres != "val":
+                raise HpruneError(f"--r-thres must be a ratio or 'val', got '{self.r_thres}'.")
+        elif self.r_thres is not None:
             check_ratio(self.r_thres, "--r-thres")
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
@@ -105,16 +108,18 @@ def score_transformer(pipe, transformer, cfg: AblateConfig, strip: Path | None =
     return {"semantic": report.semantic, "quality": report.quality, "per_category": report.per_category}
 
 
-def teacher_scores(teacher: str, out: Path, cfg: AblateConfig) -> dict:
-    path = out / "teacher.json"
+def teacher_scores(teacher: str, out: Path, cfg: AblateConfig, pipe=None) -> dict:
+    """The reference every row is compared with, on `cfg.split` (test.json's name is teacher.json)."""
+    path = out / ("teacher.json" if cfg.split == "test" else f"teacher-{cfg.split}.json")
     if path.is_file():
         return json.loads(path.read_text())
     from hprune.toy.pipeline import load_pipeline
 
     avoid_cudnn_attention()
-    pipe = load_pipeline(teacher, device=_device())
+    pipe = pipe or load_pipeline(teacher, device=_device())
     t0 = time.time()
-    scores = {**score_transformer(pipe, pipe.transformer, cfg, out / "teacher.png"), "teacher": teacher,
+    strip = out / "teacher.png" if cfg.split == "test" else None
+    scores = {**score_transformer(pipe, pipe.transformer, cfg, strip), "teacher": teacher,
               "params": sum(p.numel() for p in pipe.transformer.parameters()), "gpu_seconds": 0.0}
     scores["eval_seconds"] = round(time.time() - t0, 2)
     write_json(path, scores)
@@ -140,8 +145,7 @@ def train_row(spec: RowSpec, pipe, run, out: Path, cfg: AblateConfig):
     ranker = spec.method.split("+")[0]
     overrides = {"r_thres": cfg.r_thres} if ranker == "hpp" and cfg.r_thres is not None else {}
     plan = plan_for_run(run, ranker, spec.ratio, **overrides)
-    means_file = run.path / "norm_means.pt"
-    norm_means = torch.load(means_file, weights_only=True) if means_file.is_file() else None
+    norm_means = _norm_means(run)
     row_dir = out / spec.name
     row_dir.mkdir(parents=True, exist_ok=True)
     plan.save(row_dir / "plan.json")
@@ -152,6 +156,37 @@ def train_row(spec: RowSpec, pipe, run, out: Path, cfg: AblateConfig):
     student = distill(pipe.transformer, plan, distill_data(pipe, out, cfg), dcfg, row_dir / "student",
                       sensitivity=sensitivity, norm_means=norm_means, resume=True, progress=False)
     return student.eval(), plan
+
+
+def _norm_means(run):
+    means_file = run.path / "norm_means.pt"
+    return torch.load(means_file, weights_only=True) if means_file.is_file() else None
+
+
+def chosen_r_thres(teacher: str, run_dir, out: Path, cfg: AblateConfig) -> dict[float, float]:
+    """{ratio: r_thres} picked on the val split (hprune.rthres), each sweep kept in out/rthres-RATIO.json."""
+    from hprune.rthres import best_r_thres, sweep_r_thres
+    from hprune.scoring import load_run
+    from hprune.surgery import prune_
+    from hprune.toy.pipeline import load_pipeline
+
+    chosen, pipe, run = {}, None, load_run(run_dir)
+    val = replace(cfg, split="val")
+    for ratio in cfg.ratios:
+        path = out / f"rthres-{ratio:g}.json"
+        if not path.is_file():
+            avoid_cudnn_attention()
+            pipe = pipe or load_pipeline(teacher, device=_device())
+            ref = teacher_scores(teacher, out, val, pipe)
+
+            def loss_of_plan(plan):
+                pruned = prune_(copy.deepcopy(pipe.transformer), plan, _norm_means(run))
+                return degradation(ref, score_transformer(pipe, pruned, val))
+
+            rows = sweep_r_thres(run, ratio, loss_of_plan)
+            write_json(path, {"ratio": ratio, "split": "val", "chosen": best_r_thres(rows), "candidates": rows})
+        chosen[ratio] = json.loads(path.read_text())["chosen"]
+    return chosen
 
 
 def run_row(spec: RowSpec, teacher: str, run_dir: str, out_dir: str, cfg: AblateConfig) -> list[dict]:
@@ -175,7 +210,7 @@ def run_row(spec: RowSpec, teacher: str, run_dir: str, out_dir: str, cfg: Ablate
         scores = score_transformer(pipe, model, cfg, out / f"{spec.variant(quant)}.png")
         rows.append({"teacher": teacher, "method": spec.method, "ratio": spec.ratio, "quant": quant,
                      "params": sum(p.numel() for p in student.parameters()), "ratio_reached": plan.ratio_reached,
-                     "semantic": scores["semantic"], "quality": scores["quality"],
+                     "r_thres": plan.r_thres, "semantic": scores["semantic"], "quality": scores["quality"],
                      "degradation": degradation(ref, scores), "per_category": scores["per_category"],
                      "gpu_seconds": round(time.time() - t0, 2) if _device() == "cuda" else 0.0,
                      "seconds": round(time.time() - t0, 2)})
@@ -202,11 +237,13 @@ def ablate(teacher: str, run_dir: str | Path, out_dir: str | Path, cfg: AblateCo
 
         distill_data(load_pipeline(teacher, device=_device()), out, cfg)  # once, before jobs share it
     specs = [RowSpec(m, r) for r in cfg.ratios for m in cfg.methods]
+    chosen = chosen_r_thres(teacher, run_dir, out, cfg) if cfg.r_thres == "val" else {}
+    row_cfgs = [replace(cfg, r_thres=chosen[s.ratio]) if chosen else cfg for s in specs]
     if cfg.jobs == 1:
-        results = [run_row(s, teacher, str(run_dir), str(out), cfg) for s in specs]
+        results = [run_row(s, teacher, str(run_dir), str(out), c) for s, c in zip(specs, row_cfgs)]
     else:
         with ProcessPoolExecutor(cfg.jobs, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(run_row, s, teacher, str(run_dir), str(out), cfg) for s in specs]
+            futures = [pool.submit(run_row, s, teacher, str(run_dir), str(out), c) for s, c in zip(specs, row_cfgs)]
             results = [f.result() for f in futures]
     rows = [row for rows in results for row in rows]
     quants = ["none"] + ([cfg.quant] if cfg.quant else [])

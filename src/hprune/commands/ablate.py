@@ -19,8 +19,9 @@ def add_arguments(parser):
     parser.add_argument("--results", help="write the rows here as a JSON list (e.g. results/ablation-shapes-sd3.json)")
     parser.add_argument("--ratios", default="0.2,0.3")
     parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--r-thres", type=float, default=None,
-                        help="hpp rows: whole blocks up to this ratio, subcomponents beyond (default: hprune plan's)")
+    parser.add_argument("--r-thres", type=_r_thres, default=None,
+                        help="hpp rows: whole blocks up to this ratio, subcomponents beyond (default: hprune plan's); "
+                             "'val' picks it per ratio on the validation split")
     parser.add_argument("--quant", help="also score every row with this 4-bit backend (e.g. bnb-nf4)")
     parser.add_argument("--steps", type=int, default=2000, help="distillation steps per row (same for every row)")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -32,6 +33,10 @@ def add_arguments(parser):
     parser.add_argument("--per-category", type=int, default=64, help="test images per category")
     parser.add_argument("--eval-steps", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=1, help="rows trained side by side (one GPU fits several)")
+
+
+def _r_thres(text: str) -> float | str:
+    return text if text == "val" else float(text)
 
 
 def run(args) -> int:
