@@ -107,3 +107,12 @@ def test_r_thres_val_is_chosen_on_the_val_split_and_used(tiny_teacher):
     assert json.loads((out / "hpp-0.3" / "plan.json").read_text())["r_thres"] == sweep["chosen"]
     with pytest.raises(HpruneError, match="--r-thres"):
         AblateConfig(r_thres="test")
+
+
+def test_a_val_run_is_compared_with_the_teacher_on_val(tiny_teacher):
+    cfg = AblateConfig(ratios=(0.3,), methods=("hpp",), split="val", per_category=1, eval_steps=2)
+    out = tiny_teacher / "out-val"
+    rows = ablate(str(tiny_teacher / "teacher"), tiny_teacher / "run", out, cfg)
+    ref = json.loads((out / "teacher-val.json").read_text())
+    assert not (out / "teacher.json").exists()
+    assert rows[0]["degradation"] == pytest.approx(degradation(ref, rows[0]))

@@ -108,9 +108,13 @@ def score_transformer(pipe, transformer, cfg: AblateConfig, strip: Path | None =
     return {"semantic": report.semantic, "quality": report.quality, "per_category": report.per_category}
 
 
+def teacher_file(out: Path, split: str) -> Path:
+    return out / ("teacher.json" if split == "test" else f"teacher-{split}.json")
+
+
 def teacher_scores(teacher: str, out: Path, cfg: AblateConfig, pipe=None) -> dict:
-    """The reference every row is compared with, on `cfg.split` (test.json's name is teacher.json)."""
-    path = out / ("teacher.json" if cfg.split == "test" else f"teacher-{cfg.split}.json")
+    """The reference every row is compared with, on `cfg.split` (the test split's is teacher.json)."""
+    path = teacher_file(out, cfg.split)
     if path.is_file():
         return json.loads(path.read_text())
     from hprune.toy.pipeline import load_pipeline
@@ -201,7 +205,7 @@ def run_row(spec: RowSpec, teacher: str, run_dir: str, out_dir: str, cfg: Ablate
     torch.manual_seed(cfg.distill.seed)
     avoid_cudnn_attention()
     pipe = load_pipeline(teacher, device=_device())
-    ref = json.loads((out / "teacher.json").read_text())
+    ref = json.loads(teacher_file(out, cfg.split).read_text())
     t0 = time.time()
     student, plan = train_row(spec, pipe, load_run(run_dir), out, cfg)
     variants = [("none", student)] + ([(cfg.quant, _quantized(student, cfg.quant))] if cfg.quant else [])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from hprune.ablate import METHODS, AblateConfig, ablate, markdown_table
+from hprune.ablate import METHODS, AblateConfig, ablate, markdown_table, teacher_file
 from hprune.distill import DistillConfig
 from hprune.distill.config import SG_SCALES
 
@@ -31,6 +31,8 @@ def add_arguments(parser):
                         help="SGDistill's normalisation: min-max of 1/dP (the paper's) or of -dP")
     parser.add_argument("--data-size", type=int, default=8192, help="training renders cached for distillation")
     parser.add_argument("--per-category", type=int, default=64, help="test images per category")
+    parser.add_argument("--split", default="test", choices=("val", "test"),
+                        help="scored on this split: 'val' for choosing settings, 'test' for the tables")
     parser.add_argument("--eval-steps", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=1, help="rows trained side by side (one GPU fits several)")
 
@@ -46,9 +48,9 @@ def run(args) -> int:
     cfg = AblateConfig(ratios=tuple(float(r) for r in args.ratios.split(",")),
                        methods=tuple(m.strip() for m in args.methods.split(",")), quant=args.quant,
                        r_thres=args.r_thres, distill=dcfg, data_size=args.data_size, per_category=args.per_category,
-                       eval_steps=args.eval_steps, jobs=args.jobs)
+                       split=args.split, eval_steps=args.eval_steps, jobs=args.jobs)
     rows = ablate(args.teacher, args.run_dir, args.out, cfg)
-    teacher = json.loads((Path(args.out) / "teacher.json").read_text())
+    teacher = json.loads(teacher_file(Path(args.out), cfg.split).read_text())
     print(markdown_table(teacher, rows))
     if args.results:
         Path(args.results).parent.mkdir(parents=True, exist_ok=True)
