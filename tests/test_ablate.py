@@ -116,3 +116,19 @@ def test_a_val_run_is_compared_with_the_teacher_on_val(tiny_teacher):
     ref = json.loads((out / "teacher-val.json").read_text())
     assert not (out / "teacher.json").exists()
     assert rows[0]["degradation"] == pytest.approx(degradation(ref, rows[0]))
+
+
+def test_r_thres_candidates_can_be_distilled_before_they_are_scored(tiny_teacher):
+    cfg = AblateConfig(ratios=(0.3,), methods=("hpp",), r_thres="val", r_thres_steps=1,
+                       distill=DistillConfig(steps=5, batch_size=2, checkpoint_every=5),
+                       data_size=8, per_category=1, eval_steps=2)
+    out = tiny_teacher / "out-rthres-distilled"
+    ablate(str(tiny_teacher / "teacher"), tiny_teacher / "run", out, cfg)
+    sweep = json.loads((out / "rthres-0.3.json").read_text())
+    assert sweep["distill_steps"] == 1
+    students = sorted((out / "rthres").iterdir())
+    assert len(students) == len({tuple(c["units"]) for c in sweep["candidates"]})
+    summary = json.loads((students[0] / "training_summary.json").read_text())
+    assert summary["steps"] == 1 and summary["config"]["pwp"]
+    with pytest.raises(HpruneError, match="--r-thres-steps"):
+        AblateConfig(r_thres_steps=-1)

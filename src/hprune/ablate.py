@@ -39,6 +39,7 @@ class AblateConfig:
     methods: tuple[str, ...] = METHODS
     quant: str | None = None          # also score each row with this 4-bit backend
     r_thres: float | str | None = None  # hpp rows: blocks up to here, then subcomponents; "val": chosen per ratio
+    r_thres_steps: int = 0            # "val": distil each candidate this many steps (HPP+PWP) before scoring it
     distill: DistillConfig = field(default_factory=DistillConfig)
     data_size: int = 8192
     split: str = "test"
@@ -60,6 +61,8 @@ class AblateConfig:
             raise HpruneError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}.")
         if self.jobs < 1:
             raise HpruneError(f"--jobs must be at least 1, got {self.jobs}.")
+        if self.r_thres_steps < 0:
+            raise HpruneError(f"--r-thres-steps must be 0 or more, got {self.r_thres_steps}.")
 
 
 @dataclass(frozen=True)
@@ -171,26 +174,41 @@ def chosen_r_thres(teacher: str, run_dir, out: Path, cfg: AblateConfig) -> dict[
     """{ratio: r_thres} picked on the val split (hprune.rthres), each sweep kept in out/rthres-RATIO.json."""
     from hprune.rthres import best_r_thres, sweep_r_thres
     from hprune.scoring import load_run
-    from hprune.surgery import prune_
     from hprune.toy.pipeline import load_pipeline
 
     chosen, pipe, run = {}, None, load_run(run_dir)
-    val = replace(cfg, split="val")
     for ratio in cfg.ratios:
         path = out / f"rthres-{ratio:g}.json"
         if not path.is_file():
             avoid_cudnn_attention()
             pipe = pipe or load_pipeline(teacher, device=_device())
-            ref = teacher_scores(teacher, out, val, pipe)
-
-            def loss_of_plan(plan):
-                pruned = prune_(copy.deepcopy(pipe.transformer), plan, _norm_means(run))
-                return degradation(ref, score_transformer(pipe, pruned, val))
-
-            rows = sweep_r_thres(run, ratio, loss_of_plan)
-            write_json(path, {"ratio": ratio, "split": "val", "chosen": best_r_thres(rows), "candidates": rows})
+            rows = sweep_r_thres(run, ratio, _val_loss(pipe, run, teacher, out, cfg))
+            write_json(path, {"ratio": ratio, "split": "val", "distill_steps": cfg.r_thres_steps,
+                              "chosen": best_r_thres(rows), "candidates": rows})
         chosen[ratio] = json.loads(path.read_text())["chosen"]
     return chosen
+
+
+def _val_loss(pipe, run, teacher: str, out: Path, cfg: AblateConfig):
+    """plan -> degradation on val of its student: pruned only, or distilled `r_thres_steps` with PWP
+    (what the table's hpp+pwp row will do, shortened), since how well a plan distils is what counts."""
+    from hprune.surgery import prune_
+
+    val = replace(cfg, split="val")
+    ref = teacher_scores(teacher, out, val, pipe)
+
+    def loss_of_plan(plan):
+        if cfg.r_thres_steps:
+            dcfg = replace(cfg.distill, steps=cfg.r_thres_steps, checkpoint_every=cfg.r_thres_steps,
+                           pwp=True, sgdistill=False)
+            student = distill(pipe.transformer, plan, distill_data(pipe, out, cfg), dcfg,
+                              out / "rthres" / f"{plan.ratio_target:g}-{plan.r_thres:g}", norm_means=_norm_means(run),
+                              resume=True, progress=False).eval()
+        else:
+            student = prune_(copy.deepcopy(pipe.transformer), plan, _norm_means(run))
+        return degradation(ref, score_transformer(pipe, student, val))
+
+    return loss_of_plan
 
 
 def run_row(spec: RowSpec, teacher: str, run_dir: str, out_dir: str, cfg: AblateConfig) -> list[dict]:

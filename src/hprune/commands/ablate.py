@@ -22,6 +22,9 @@ def add_arguments(parser):
     parser.add_argument("--r-thres", type=_r_thres, default=None,
                         help="hpp rows: whole blocks up to this ratio, subcomponents beyond (default: hprune plan's); "
                              "'val' picks it per ratio on the validation split")
+    parser.add_argument("--r-thres-steps", type=int, default=0,
+                        help="with --r-thres val: distil each candidate plan this many steps before scoring it "
+                             "(default 0: score the pruned model)")
     parser.add_argument("--quant", help="also score every row with this 4-bit backend (e.g. bnb-nf4)")
     parser.add_argument("--steps", type=int, default=2000, help="distillation steps per row (same for every row)")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -47,7 +50,8 @@ def run(args) -> int:
                          mixed_precision="bf16" if torch.cuda.is_available() else "no")
     cfg = AblateConfig(ratios=tuple(float(r) for r in args.ratios.split(",")),
                        methods=tuple(m.strip() for m in args.methods.split(",")), quant=args.quant,
-                       r_thres=args.r_thres, distill=dcfg, data_size=args.data_size, per_category=args.per_category,
+                       r_thres=args.r_thres, r_thres_steps=args.r_thres_steps, distill=dcfg,
+                       data_size=args.data_size, per_category=args.per_category,
                        split=args.split, eval_steps=args.eval_steps, jobs=args.jobs)
     rows = ablate(args.teacher, args.run_dir, args.out, cfg)
     teacher = json.loads(teacher_file(Path(args.out), cfg.split).read_text())
