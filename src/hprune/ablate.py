@@ -201,9 +201,9 @@ def _val_loss(pipe, run, teacher: str, out: Path, cfg: AblateConfig):
         if cfg.r_thres_steps:
             dcfg = replace(cfg.distill, steps=cfg.r_thres_steps, checkpoint_every=cfg.r_thres_steps,
                            pwp=True, sgdistill=False)
-            student = distill(pipe.transformer, plan, distill_data(pipe, out, cfg), dcfg,
-                              out / "rthres" / f"{plan.ratio_target:g}-{plan.r_thres:g}", norm_means=_norm_means(run),
-                              resume=True, progress=False).eval()
+            work = out / "rthres" / f"{plan.ratio_target:g}-{plan.r_thres:g}"
+            student = distill(pipe.transformer, plan, distill_data(pipe, out, cfg), dcfg, work,
+                              norm_means=_norm_means(run), resume=True, progress=False).eval()
         else:
             student = prune_(copy.deepcopy(pipe.transformer), plan, _norm_means(run))
         return degradation(ref, score_transformer(pipe, student, val))

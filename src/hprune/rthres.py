@@ -1,9 +1,10 @@
 """Choosing HPP's block/subcomponent switch point `r_thres` on the validation split.
 
-The paper fixes r_thres by hand; on our teachers it decides most of what a
-20% plan loses (results/rthres-val-shapes-sd3-0.2.json). Each candidate's plan
-is pruned without distillation and scored on *val*; the one that loses least
-is kept, so the test split never takes part in the choice.
+The paper fixes r_thres by hand; on our teachers it decides much of what a
+20% plan loses (results/ablation/<teacher>-rthres-<ratio>.json). Each
+candidate's plan is scored on *val* by the caller's `loss_of_plan` (pruned
+only, or after a short distillation) and the one that loses least is kept,
+so the test split never takes part in the choice.
 """
 
 from __future__ import annotations
