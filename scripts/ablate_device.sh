@@ -10,15 +10,9 @@
 set -u
 STEPS=${1:-1000}
 LIMIT=${2:-450}
-# installed once per machine: a second run re-installing under a first one's rows breaks their imports
-[ -d /tmp/site/diffusers ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
-    .whl/diffusers-*.whl || exit 1
 # 4-bit twin rows: bnb-nf4 needs the bitsandbytes wheel carried in .whl-quant (carry just that file,
-# 3.5 MB: the working tree may not pass 64 MiB); w4fp8 needs nothing beyond torch's Triton.
-if [ -n "${QUANT:-}" ] && [ ! -d /tmp/site/bitsandbytes ] && ls .whl-quant/*.whl > /dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl-quant/*.whl || exit 1
-fi
-export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
+# 3.5 MB); w4fp8 needs nothing beyond torch's Triton.
+. scripts/device_site.sh diffusers ${QUANT:+quant} || exit 1
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 TEACHERS=${TEACHERS:-shapes-sd3 shapes-flux}

@@ -5,8 +5,7 @@
 set -u
 STEPS=${1:-600}
 LIMIT=${2:-240}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/diffusers-*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
+. scripts/device_site.sh diffusers || exit 1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"; LOG="$OUT/log.txt"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$LOG"
 start=$(date +%s)

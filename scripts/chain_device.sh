@@ -7,7 +7,7 @@
 #   run(command="bash scripts/chain_device.sh start MINUTES STEPS LIMIT", carry=[".whl"])
 #   run(command="bash scripts/chain_device.sh wait")       # until /tmp/chain/DONE
 # env TRAIN (families to train, default "sd3 flux"; "" trains none), SEED (default 5);
-# BATCH, PER_CATEGORY, DATA_SIZE, JOBS, QUANT, RTHRES, SG_SCALE, FEAT_WEIGHT go on to scripts/ablate_device.sh (QUANT needs
+# BATCH, PER_CATEGORY, DATA_SIZE, JOBS, QUANT, RTHRES, RTHRES_STEPS, SG_SCALE, FEAT_WEIGHT go on to scripts/ablate_device.sh (QUANT needs
 # the quantization wheels carried in .whl-quant); AFTER, commands run once the tables are done (side
 # experiments: scripts/ablate_device.sh with TAG=..., see there), with OUT set to the returned folder.
 set -u
@@ -17,9 +17,7 @@ begin=$(date +%s)
 
 body() {  # minutes of training, distillation steps per row, seconds for the ablation
   cd "$REPO" || exit 1
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-      .whl/diffusers-*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$REPO/src PYTHONUNBUFFERED=1
+  . scripts/device_site.sh diffusers || exit 1
   for f in ${TRAIN-sd3 flux}; do
     mkdir -p "$RUNS/$f"
     lr=$([ $f = flux ] && echo 8e-4 || echo 6e-4)

@@ -3,8 +3,8 @@
 #   bash scripts/device_run.sh kernels        -> kernel check + timing
 #   bash scripts/device_run.sh table ARGS...   -> scripts/bench_table.py ARGS
 set -o pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/diffusers-*.whl .whl-quant/*.whl || exit 1
-export PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1
+ls .whl-quant/*.whl > /dev/null 2>&1 || { echo "carry .whl-quant: the quantization wheels"; exit 1; }
+. scripts/device_site.sh diffusers quant || exit 1
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 what=$1; shift

@@ -12,9 +12,7 @@ set -u
 MODE=${1:?start MINUTES | wait | collect}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 RUNS=/tmp/teach
-[ -d /tmp/site/diffusers ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/diffusers-*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
+. scripts/device_site.sh diffusers || exit 1
 begin=$(date +%s)
 
 launch() {  # family, init folder, extra flags

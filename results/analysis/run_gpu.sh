@@ -8,8 +8,7 @@
 # Single-unit analyses run to the end; the pair analyses get PAIR_SECONDS each
 # and are resumable, so a cut one keeps every finished pair.
 set -o pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/diffusers-*.whl || exit 1
-export PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1
+. scripts/device_site.sh diffusers || exit 1
 OUT=${OUT:-/tmp/out}
 RUNS=/tmp/analysis
 mkdir -p "$OUT" "$RUNS"
