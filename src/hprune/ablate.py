@@ -196,16 +196,20 @@ def _val_loss(pipe, run, teacher: str, out: Path, cfg: AblateConfig):
 
     val = replace(cfg, split="val")
     ref = teacher_scores(teacher, out, val, pipe)
+    norm_means = _norm_means(run)
+    data = dcfg = None  # loaded once for all candidates, and only when they are distilled
+    if cfg.r_thres_steps:
+        data = distill_data(pipe, out, cfg)
+        dcfg = replace(cfg.distill, steps=cfg.r_thres_steps, checkpoint_every=cfg.r_thres_steps,
+                       pwp=True, sgdistill=False)
 
     def loss_of_plan(plan):
-        if cfg.r_thres_steps:
-            dcfg = replace(cfg.distill, steps=cfg.r_thres_steps, checkpoint_every=cfg.r_thres_steps,
-                           pwp=True, sgdistill=False)
+        if data is not None:
             work = out / "rthres" / f"{plan.ratio_target:g}-{plan.r_thres:g}"
-            student = distill(pipe.transformer, plan, distill_data(pipe, out, cfg), dcfg, work,
-                              norm_means=_norm_means(run), resume=True, progress=False).eval()
+            student = distill(pipe.transformer, plan, data, dcfg, work, norm_means=norm_means,
+                              resume=True, progress=False).eval()
         else:
-            student = prune_(copy.deepcopy(pipe.transformer), plan, _norm_means(run))
+            student = prune_(copy.deepcopy(pipe.transformer), plan, norm_means)
         return degradation(ref, score_transformer(pipe, student, val))
 
     return loss_of_plan
