@@ -6,7 +6,8 @@
 # env BATCH, PER_CATEGORY, DATA_SIZE, JOBS override the per-row settings; QUANT adds 4-bit twin rows;
 # RTHRES, RTHRES_STEPS, SG_SCALE, FEAT_WEIGHT go to `hprune ablate --r-thres / --r-thres-steps / --sg-scale / --feat-weight`.
 # A side experiment on top of a finished table: TAG names it (its own work folders and result files, which
-# start from the table's teacher scores, training renders and r_thres choice), TEACHERS, METHODS, RATIOS pick rows.
+# start from the table's teacher scores, training renders and r_thres choice), TEACHERS, METHODS, RATIOS pick rows,
+# ANALYSIS=NAME takes the plans from results/analysis/<teacher>-NAME (e.g. a `--norm-mode mean` profile).
 set -u
 STEPS=${1:-1000}
 LIMIT=${2:-450}
@@ -20,12 +21,13 @@ SUFFIX=${TAG:+-$TAG}
 LOG="$OUT/ablation_log$SUFFIX.txt"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$LOG"
 for teacher in $TEACHERS; do
-  [ -f "results/analysis/$teacher/units.json" ] || { echo "no analysis for $teacher, skipped" | tee -a "$LOG"; continue; }
+  run_dir="results/analysis/$teacher${ANALYSIS:+-$ANALYSIS}"
+  [ -f "$run_dir/units.json" ] || { echo "no analysis $run_dir, skipped" | tee -a "$LOG"; continue; }
   work="/tmp/ablate/$teacher$SUFFIX"
   if [ -n "${TAG:-}" ] && [ -d "/tmp/ablate/$teacher" ]; then
     mkdir -p "$work" && cp /tmp/ablate/$teacher/{teacher*.json,rthres-*.json,distill_data.safetensors} "$work/" 2>/dev/null
   fi
-  timeout "$LIMIT" python3 -m hprune ablate --teacher "$teacher" --run-dir "results/analysis/$teacher" \
+  timeout "$LIMIT" python3 -m hprune ablate --teacher "$teacher" --run-dir "$run_dir" \
       --out "$work" --results "$OUT/ablation-$teacher$SUFFIX.json" \
       ${METHODS:+--methods "$METHODS"} ${RATIOS:+--ratios "$RATIOS"} \
       --steps "$STEPS" --batch-size "${BATCH:-64}" --lr 1e-4 --per-category "${PER_CATEGORY:-16}" --data-size "${DATA_SIZE:-4096}" --jobs "${JOBS:-6}" ${QUANT:+--quant "$QUANT"} \

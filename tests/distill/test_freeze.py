@@ -87,6 +87,12 @@ def test_linear_sgdistill_scales_keep_the_order_with_even_spacing():
     assert inverse["c"] < 0.2 < linear["c"]  # 1/dP squeezes the middle towards 0
 
 
+def test_binary_sgdistill_freezes_the_more_sensitive_half():
+    scales = sgdistill_scales({"a": 0.5, "b": 0.02, "c": 0.2, "d": 0.3, "e": 0.3}, "binary")
+    assert scales == {"a": 0.0, "b": 1.0, "c": 1.0, "d": 1.0, "e": 1.0}  # the median (0.3) trains
+    assert sgdistill_scales({"a": 0.5, "b": 0.02}, "binary") == {"a": 0.0, "b": 1.0}
+
+
 def test_sg_scale_is_validated():
     from hprune.distill import DistillConfig
     from hprune.errors import HpruneError

@@ -29,7 +29,7 @@ def add_arguments(parser):
     parser.add_argument("--pwp-boundary", type=int, help="freeze surviving blocks before this forward position")
     parser.add_argument("--sgdistill", action="store_true", help="per-block learning rate 1/dP (needs --sensitivity)")
     parser.add_argument("--sg-scale", default="inverse", choices=SG_SCALES,
-                        help="SGDistill's normalisation: min-max of 1/dP (the paper's) or of -dP")
+                        help="SGDistill's scale: min-max of 1/dP (the paper's), of -dP, or 0/1 (sensitive half frozen)")
     parser.add_argument("--sensitivity", help="contribution.jsonl from `hprune profile`")
     parser.add_argument("--norm-means", help="norm_means.pt from `hprune profile` (plans with norm_mode mean)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from hprune.errors import HpruneError
 
 OPTIMIZERS = ("adamw", "sgd")
-SG_SCALES = ("inverse", "linear")
+SG_SCALES = ("inverse", "linear", "binary")
 PRECISIONS = ("no", "bf16", "fp16")
 
 
@@ -28,7 +28,7 @@ class DistillConfig:
     # first pruned position of the plan.
     pwp_boundary: int | None = None
     sgdistill: bool = False
-    sg_scale: str = "inverse"  # SGDistill's normalisation: min-max of 1/dP, or of -dP (`linear`)
+    sg_scale: str = "inverse"  # SGDistill's normalisation: min-max of 1/dP, of -dP (`linear`), or 0/1 at the median dP (`binary`)
     checkpoint_every: int = 200
     seed: int = 0
     mixed_precision: str = "no"

@@ -59,15 +59,20 @@ def pwp_boundary(plan, override: int | None) -> int:
 
 
 def sgdistill_scales(sensitivity: dict[str, float], kind: str = "inverse") -> dict[str, float]:
-    """Min-max normalised 1/dP (`inverse`, the design's) or -dP (`linear`).
+    """Min-max normalised 1/dP (`inverse`, the design's) or -dP (`linear`), or `binary`.
 
     For `inverse`, dP at or below 1% of the largest is floored there. Even so
     1/dP is heavy-tailed: one block with a small dP sets the top of the range
     and squeezes the rest towards 0 (on shapes-flux most blocks got < 0.1).
     `linear` keeps the same order and end points with even spacing in dP.
+    `binary` is the authors' scripts' form: the more sensitive half (dP above
+    the median) is frozen, the rest trains at the full rate, so no block is starved.
     """
     if not sensitivity:
         return {}
+    if kind == "binary":
+        median = sorted(sensitivity.values())[(len(sensitivity) - 1) // 2]
+        return {k: 1.0 if v <= median else 0.0 for k, v in sensitivity.items()}
     if kind == "inverse":
         top = max(max(sensitivity.values()), 1e-12)
         raw = {k: 1.0 / max(v, 0.01 * top) for k, v in sensitivity.items()}
