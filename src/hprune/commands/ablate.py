@@ -9,7 +9,7 @@ import torch
 
 from hprune.ablate import METHODS, AblateConfig, ablate, markdown_table, teacher_file
 from hprune.distill import DistillConfig
-from hprune.distill.config import SG_SCALES
+from hprune.distill.config import SG_SCALE_HELP, SG_SCALES
 
 
 def add_arguments(parser):
@@ -30,8 +30,7 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--feat-weight", type=float, default=1.0)
-    parser.add_argument("--sg-scale", default="inverse", choices=SG_SCALES,
-                        help="SGDistill's scale: min-max of 1/dP (the paper's), of -dP, or 0/1 (sensitive half frozen)")
+    parser.add_argument("--sg-scale", default="inverse", choices=SG_SCALES, help=SG_SCALE_HELP)
     parser.add_argument("--data-size", type=int, default=8192, help="training renders cached for distillation")
     parser.add_argument("--per-category", type=int, default=64, help="test images per category")
     parser.add_argument("--split", default="test", choices=("val", "test"),

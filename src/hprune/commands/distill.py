@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from hprune.distill import DistillConfig, distill
-from hprune.distill.config import SG_SCALES
+from hprune.distill.config import SG_SCALE_HELP, SG_SCALES
 from hprune.distill.data import DistillData
 from hprune.distill.sensitivity import load_sensitivity
 from hprune.errors import HpruneError
@@ -28,8 +28,7 @@ def add_arguments(parser):
     parser.add_argument("--pwp", action="store_true", help="freeze surviving blocks before the first pruned one")
     parser.add_argument("--pwp-boundary", type=int, help="freeze surviving blocks before this forward position")
     parser.add_argument("--sgdistill", action="store_true", help="per-block learning rate 1/dP (needs --sensitivity)")
-    parser.add_argument("--sg-scale", default="inverse", choices=SG_SCALES,
-                        help="SGDistill's scale: min-max of 1/dP (the paper's), of -dP, or 0/1 (sensitive half frozen)")
+    parser.add_argument("--sg-scale", default="inverse", choices=SG_SCALES, help=SG_SCALE_HELP)
     parser.add_argument("--sensitivity", help="contribution.jsonl from `hprune profile`")
     parser.add_argument("--norm-means", help="norm_means.pt from `hprune profile` (plans with norm_mode mean)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")

@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass
 from hprune.errors import HpruneError
 
 OPTIMIZERS = ("adamw", "sgd")
-SG_SCALES = ("inverse", "linear", "binary")
+SG_SCALES = ("inverse", "linear", "binary")  # hprune.distill.freeze.sgdistill_scales
+SG_SCALE_HELP = "SGDistill's scale: min-max of 1/dP (the paper's), of -dP, or 0/1 (sensitive half frozen)"
 PRECISIONS = ("no", "bf16", "fp16")
 
 
@@ -28,7 +29,7 @@ class DistillConfig:
     # first pruned position of the plan.
     pwp_boundary: int | None = None
     sgdistill: bool = False
-    sg_scale: str = "inverse"  # SGDistill's normalisation: min-max of 1/dP, of -dP (`linear`), or 0/1 at the median dP (`binary`)
+    sg_scale: str = "inverse"  # one of SG_SCALES
     checkpoint_every: int = 200
     seed: int = 0
     mixed_precision: str = "no"
