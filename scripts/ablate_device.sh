@@ -4,7 +4,8 @@
 #   run(command="bash scripts/ablate_device.sh 1000 450", carry=[".whl"])
 # args: distillation steps per row, wall-clock seconds allowed for training rows;
 # env BATCH, PER_CATEGORY, DATA_SIZE, JOBS override the per-row settings; QUANT adds 4-bit twin rows;
-# RTHRES, RTHRES_STEPS, SG_SCALE, FEAT_WEIGHT go to `hprune ablate --r-thres / --r-thres-steps / --sg-scale / --feat-weight`.
+# RTHRES, RTHRES_STEPS, SG_SCALE, SG_GRANULARITY, FEAT_WEIGHT go to `hprune ablate --r-thres / --r-thres-steps /
+# --sg-scale / --sg-granularity / --feat-weight`.
 # A side experiment on top of a finished table: TAG names it (its own work folders and result files, which
 # start from the table's teacher scores, training renders and r_thres choice), TEACHERS, METHODS, RATIOS pick rows,
 # ANALYSIS=NAME takes the plans from results/analysis/<teacher>-NAME (e.g. a `--norm-mode mean` profile).
@@ -31,7 +32,7 @@ for teacher in $TEACHERS; do
       --out "$work" --results "$OUT/ablation-$teacher$SUFFIX.json" \
       ${METHODS:+--methods "$METHODS"} ${RATIOS:+--ratios "$RATIOS"} \
       --steps "$STEPS" --batch-size "${BATCH:-64}" --lr 1e-4 --per-category "${PER_CATEGORY:-16}" --data-size "${DATA_SIZE:-4096}" --jobs "${JOBS:-6}" ${QUANT:+--quant "$QUANT"} \
-      ${RTHRES:+--r-thres "$RTHRES"} ${RTHRES_STEPS:+--r-thres-steps "$RTHRES_STEPS"} ${SG_SCALE:+--sg-scale "$SG_SCALE"} ${FEAT_WEIGHT:+--feat-weight "$FEAT_WEIGHT"} \
+      ${RTHRES:+--r-thres "$RTHRES"} ${RTHRES_STEPS:+--r-thres-steps "$RTHRES_STEPS"} ${SG_SCALE:+--sg-scale "$SG_SCALE"} ${SG_GRANULARITY:+--sg-granularity "$SG_GRANULARITY"} ${FEAT_WEIGHT:+--feat-weight "$FEAT_WEIGHT"} \
       > "/tmp/ablate-$teacher$SUFFIX.log" 2>&1 &
 done
 wait

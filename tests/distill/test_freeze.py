@@ -99,3 +99,52 @@ def test_sg_scale_is_validated():
 
     with pytest.raises(HpruneError, match="--sg-scale"):
         DistillConfig(sg_scale="log")
+
+
+def _part_sensitivity(teacher, bump: dict[str, float]) -> dict[str, float]:
+    """dP 0.1 for every unit of `teacher`, except those in `bump`."""
+    adapter = get_adapter(teacher)
+    keys = [info.unit.key for info in adapter.units(teacher)] + [u.key for u, _ in adapter.blocks(teacher)]
+    return {**{key: 0.1 for key in keys}, **bump}
+
+
+def test_subcomponent_sgdistill_scales_each_surviving_part_by_its_own_dp():
+    teacher = tiny_sd3(num_layers=4)
+    plan = get_adapter(teacher).make_plan(teacher, ["joint.1.mlp"])
+    student = build_student(teacher, plan)
+    matched = match_blocks(student, teacher, plan)
+    sens = _part_sensitivity(teacher, {"joint.2.attn": 1.0, "joint.2.mlp": 0.05})
+    scales = block_scales(matched, 0, pwp=False, sensitivity=sens, granularity="subcomponent")
+    assert "joint.1.mlp" not in scales  # removed: nothing left to train
+    assert scales["joint.2.attn"] == 0.0 and scales["joint.2.mlp"] == 1.0
+    assert 0 < scales["joint.1.attn"] < 1
+    before = copy.deepcopy(student.state_dict())
+    optimizer = torch.optim.SGD(param_groups(student, matched, scales, lr=0.1, pwp=False), lr=0.1)
+    student(**dummy_inputs(student))[0].pow(2).mean().backward()
+    optimizer.step()
+    after = student.state_dict()
+    moved = {n: (after[n] - before[n]).abs().max().item() for n in before}
+    assert all(moved[n] == 0.0 for n in moved if n.startswith("transformer_blocks.2.attn."))
+    assert any(moved[n] > 0 for n in moved if n.startswith("transformer_blocks.2.ff."))
+
+
+def test_subcomponent_sgdistill_leaves_shared_weights_at_the_block_scale():
+    teacher = tiny_flux(num_layers=1, num_single_layers=3)
+    plan = get_adapter(teacher).make_plan(teacher, ["single.0.attn"])
+    student = build_student(teacher, plan)
+    matched = match_blocks(student, teacher, plan)
+    sens = _part_sensitivity(teacher, {"single.1.block": 1.0, "single.2.block": 0.05})
+    scales = block_scales(matched, 0, pwp=False, sensitivity=sens, granularity="subcomponent")
+    groups = {g["name"]: g for g in param_groups(student, matched, scales, lr=1.0, pwp=False)}
+    single1 = student.single_transformer_blocks[1]
+    # proj_out belongs to no part: it keeps the block's own (here zero) rate
+    assert "single.1.block" not in groups and not single1.proj_out.weight.requires_grad
+    assert single1.proj_mlp.weight.requires_grad and groups["single.1.mlp_proj"]["lr"] == scales["single.1.mlp_proj"]
+    assert "single.0.attn" not in groups
+
+
+def test_sg_granularity_is_validated():
+    from hprune.distill import DistillConfig
+
+    with pytest.raises(HpruneError, match="--sg-granularity"):
+        DistillConfig(sg_granularity="head")

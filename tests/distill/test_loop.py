@@ -59,6 +59,22 @@ def test_flux_student_trains_with_pwp(tmp_path):
                            teacher.single_transformer_blocks[2].proj_out.weight[:, :16])
 
 
+def test_subcomponent_sgdistill_trains_the_parts_of_the_most_sensitive_block(tmp_path):
+    teacher, data = tiny_sd3(num_layers=4), sd3_data()
+    plan = get_adapter(teacher).make_plan(teacher, ["joint.1"])
+    # joint.3 is the most sensitive block (block scale 0), but only its attention is protected
+    sens = {"joint.0.block": 0.2, "joint.2.block": 0.1, "joint.3.block": 0.9,
+            **{f"joint.{i}.{sub}": 0.1 for i in (0, 2, 3) for sub in ("norm", "context_norm", "attn", "mlp", "context_mlp")},
+            "joint.3.attn": 0.8}
+    cfg = DistillConfig(steps=3, batch_size=4, lr=1e-2, sgdistill=True, sg_granularity="subcomponent")
+    student = distill(teacher, plan, data, cfg, tmp_path / "o", sensitivity=sens, progress=False)
+    scales = json.loads((tmp_path / "o" / "training_summary.json").read_text())["block_lr_scales"]
+    assert scales["joint.3.block"] == 0.0 and scales["joint.3.attn"] == 0.0 and scales["joint.3.norm"] == 1.0
+    s_block, t_block = student.transformer_blocks[2], teacher.transformer_blocks[3]
+    assert all(torch.equal(a, b) for a, b in zip(s_block.attn.parameters(), t_block.attn.parameters()))
+    assert not torch.equal(s_block.norm1.linear.weight, t_block.norm1.linear.weight)
+
+
 def test_refuses_to_overwrite_an_earlier_run(tmp_path):
     teacher, data = tiny_sd3(num_layers=3), sd3_data(8)
     plan = get_adapter(teacher).make_plan(teacher, ["joint.0"])

@@ -48,6 +48,10 @@ class Adapter:
     def unit_params(self, model: nn.Module, unit: Unit) -> int:
         raise NotImplementedError
 
+    def part_modules(self, block: nn.Module, kind: str) -> dict[str, nn.Module]:
+        """Subcomponent -> the module of `block` holding its weights (a removed one holds none)."""
+        raise NotImplementedError
+
     def units(self, model: nn.Module) -> list[UnitInfo]:
         out = []
         for block_unit, _ in self.blocks(model):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from hprune.arch.base import Adapter, Swap, count_params
-from hprune.arch.mmdit import delete_from, joint_params, joint_part, joint_subs, joint_swaps
+from hprune.arch.mmdit import delete_from, joint_modules, joint_params, joint_part, joint_subs, joint_swaps
 from hprune.arch.stubs import ColumnSlice, ConstantModulation, ZeroWidth, sliced_linear
 from hprune.arch.units import SINGLE_SUBS, Unit
 
@@ -40,6 +40,12 @@ class FluxAdapter(Adapter):
             "attn": count_params(block.attn) + dim * dim,
             "mlp_proj": count_params(block.proj_mlp) + dim * mlp,
         }[unit.sub]
+
+    def part_modules(self, block, kind):
+        if kind == "joint":
+            return joint_modules(block)
+        # proj_out is shared by attn and mlp_proj, so it belongs to neither.
+        return {"norm": block.norm, "attn": block.attn, "mlp_proj": block.proj_mlp}
 
     def norm_linear(self, model, unit):
         block = self.block_list(model, unit.kind)[unit.index]

@@ -27,6 +27,11 @@ def joint_subs(block: nn.Module) -> tuple[str, ...]:
     return tuple(sub for sub, attr in JOINT_PARTS.items() if getattr(block, attr, None) is not None)
 
 
+def joint_modules(block: nn.Module) -> dict[str, nn.Module]:
+    """Each subcomponent's whole module (a norm with its LayerNorm), for per-part learning rates."""
+    return {sub: getattr(block, JOINT_PARTS[sub]) for sub in joint_subs(block)}
+
+
 def joint_part(block: nn.Module, sub: str) -> nn.Module:
     """The module whose parameters removing `sub` deletes."""
     module = getattr(block, JOINT_PARTS[sub])

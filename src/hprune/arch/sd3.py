@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from hprune.arch.base import Adapter
-from hprune.arch.mmdit import delete_from, joint_params, joint_part, joint_subs, joint_swaps
+from hprune.arch.mmdit import delete_from, joint_modules, joint_params, joint_part, joint_subs, joint_swaps
 from hprune.arch.units import Unit
 from hprune.errors import HpruneError
 
@@ -33,6 +33,9 @@ class SD3Adapter(Adapter):
         if unit.is_block:
             return sum(p.numel() for p in block.parameters())
         return joint_params(block, unit.sub)
+
+    def part_modules(self, block, kind):
+        return joint_modules(block)
 
     def norm_linear(self, model, unit):
         return joint_part(self.block_list(model, unit.kind)[unit.index], unit.sub)

@@ -9,7 +9,7 @@ import torch
 
 from hprune.ablate import METHODS, AblateConfig, ablate, markdown_table, teacher_file
 from hprune.distill import DistillConfig
-from hprune.distill.config import SG_SCALE_HELP, SG_SCALES
+from hprune.distill.config import SG_GRANULARITIES, SG_GRANULARITY_HELP, SG_SCALE_HELP, SG_SCALES
 
 
 def add_arguments(parser):
@@ -31,6 +31,7 @@ def add_arguments(parser):
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--feat-weight", type=float, default=1.0)
     parser.add_argument("--sg-scale", default="inverse", choices=SG_SCALES, help=SG_SCALE_HELP)
+    parser.add_argument("--sg-granularity", default="block", choices=SG_GRANULARITIES, help=SG_GRANULARITY_HELP)
     parser.add_argument("--data-size", type=int, default=8192, help="training renders cached for distillation")
     parser.add_argument("--per-category", type=int, default=64, help="test images per category")
     parser.add_argument("--split", default="test", choices=("val", "test"),
@@ -45,7 +46,7 @@ def _r_thres(text: str) -> float | str:
 
 def run(args) -> int:
     dcfg = DistillConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, feat_weight=args.feat_weight,
-                         sg_scale=args.sg_scale, checkpoint_every=max(1, args.steps // 4),
+                         sg_scale=args.sg_scale, sg_granularity=args.sg_granularity, checkpoint_every=max(1, args.steps // 4),
                          mixed_precision="bf16" if torch.cuda.is_available() else "no")
     cfg = AblateConfig(ratios=tuple(float(r) for r in args.ratios.split(",")),
                        methods=tuple(m.strip() for m in args.methods.split(",")), quant=args.quant,

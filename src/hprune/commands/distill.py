@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from hprune.distill import DistillConfig, distill
-from hprune.distill.config import SG_SCALE_HELP, SG_SCALES
+from hprune.distill.config import SG_GRANULARITIES, SG_GRANULARITY_HELP, SG_SCALE_HELP, SG_SCALES
 from hprune.distill.data import DistillData
 from hprune.distill.sensitivity import load_sensitivity
 from hprune.errors import HpruneError
@@ -29,6 +29,7 @@ def add_arguments(parser):
     parser.add_argument("--pwp-boundary", type=int, help="freeze surviving blocks before this forward position")
     parser.add_argument("--sgdistill", action="store_true", help="per-block learning rate 1/dP (needs --sensitivity)")
     parser.add_argument("--sg-scale", default="inverse", choices=SG_SCALES, help=SG_SCALE_HELP)
+    parser.add_argument("--sg-granularity", default="block", choices=SG_GRANULARITIES, help=SG_GRANULARITY_HELP)
     parser.add_argument("--sensitivity", help="contribution.jsonl from `hprune profile`")
     parser.add_argument("--norm-means", help="norm_means.pt from `hprune profile` (plans with norm_mode mean)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
@@ -73,7 +74,7 @@ def run(args) -> int:
         raise HpruneError("--sgdistill needs --sensitivity RUN_DIR/contribution.jsonl from `hprune profile`.")
     cfg = DistillConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                         kd_weight=args.kd_weight, feat_weight=args.feat_weight, pwp=args.pwp or args.pwp_boundary is not None,
-                        pwp_boundary=args.pwp_boundary, sgdistill=args.sgdistill, sg_scale=args.sg_scale,
+                        pwp_boundary=args.pwp_boundary, sgdistill=args.sgdistill, sg_scale=args.sg_scale, sg_granularity=args.sg_granularity,
                         checkpoint_every=args.checkpoint_every,
                         seed=args.seed, mixed_precision=args.mixed_precision,
                         gradient_checkpointing=args.gradient_checkpointing, ema_decay=args.ema_decay)

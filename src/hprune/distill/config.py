@@ -9,6 +9,9 @@ from hprune.errors import HpruneError
 OPTIMIZERS = ("adamw", "sgd")
 SG_SCALES = ("inverse", "linear", "binary")  # hprune.distill.freeze.sgdistill_scales
 SG_SCALE_HELP = "SGDistill's scale: min-max of 1/dP (the paper's), of -dP, or 0/1 (sensitive half frozen)"
+SG_GRANULARITIES = ("block", "subcomponent")
+SG_GRANULARITY_HELP = ("SGDistill's unit: one scale per block (DESIGN.md), or one per surviving subcomponent "
+                       "from its own dP (the paper's dP(i, c))")
 PRECISIONS = ("no", "bf16", "fp16")
 
 
@@ -30,6 +33,7 @@ class DistillConfig:
     pwp_boundary: int | None = None
     sgdistill: bool = False
     sg_scale: str = "inverse"  # one of SG_SCALES
+    sg_granularity: str = "block"  # one of SG_GRANULARITIES
     checkpoint_every: int = 200
     seed: int = 0
     mixed_precision: str = "no"
@@ -51,6 +55,8 @@ class DistillConfig:
             problems.append(f"--optimizer must be one of {OPTIMIZERS} (got '{self.optimizer}')")
         if self.sg_scale not in SG_SCALES:
             problems.append(f"--sg-scale must be one of {SG_SCALES} (got '{self.sg_scale}')")
+        if self.sg_granularity not in SG_GRANULARITIES:
+            problems.append(f"--sg-granularity must be one of {SG_GRANULARITIES} (got '{self.sg_granularity}')")
         if self.mixed_precision not in PRECISIONS:
             problems.append(f"--mixed-precision must be one of {PRECISIONS} (got '{self.mixed_precision}')")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:

@@ -4,7 +4,10 @@ PWP freezes the surviving blocks before the first pruned position (and the
 input embedders in front of them). SGDistill scales each trainable block's
 learning rate by its inverse sensitivity 1/dP, min-max normalised so the
 least sensitive block trains at the full rate and the most important one not
-at all. With Adam, scaling gradients would change nothing (Adam divides the
+at all. At `subcomponent` granularity each surviving subcomponent of a
+trainable block gets its own scale from its own dP(i, c), the paper's
+"intra-block sensitivity": a damaged block can adapt its MLPs while its
+attention stays put. With Adam, scaling gradients would change nothing (Adam divides the
 scale out), so the scale is applied as a per-parameter-group learning rate.
 """
 
@@ -28,6 +31,10 @@ class MatchedBlock:
     position: int       # forward position in the original model
     student: nn.Module
     teacher: nn.Module
+    parts: dict[str, nn.Module]  # the student block's subcomponents that still hold weights
+
+    def part_key(self, sub: str) -> str:
+        return Unit(self.unit.kind, self.unit.index, sub).key
 
 
 def position(unit: Unit, arch: dict) -> int:
@@ -48,7 +55,9 @@ def match_blocks(student, teacher, plan) -> list[MatchedBlock]:
         s_blocks, t_blocks = adapter.block_list(student, kind), adapter.block_list(teacher, kind)
         for j, original in enumerate(kept_indices(plan, kind)):
             unit = Unit(kind, original)
-            matched.append(MatchedBlock(unit, position(unit, plan.arch), s_blocks[j], t_blocks[original]))
+            parts = {sub: module for sub, module in adapter.part_modules(s_blocks[j], kind).items()
+                     if any(True for _ in module.parameters())}
+            matched.append(MatchedBlock(unit, position(unit, plan.arch), s_blocks[j], t_blocks[original], parts))
     return matched
 
 
@@ -85,16 +94,31 @@ def sgdistill_scales(sensitivity: dict[str, float], kind: str = "inverse") -> di
 
 
 def block_scales(matched, boundary: int, pwp: bool, sensitivity: dict[str, float] | None,
-                 kind: str = "inverse") -> dict[str, float]:
+                 kind: str = "inverse", granularity: str = "block") -> dict[str, float]:
+    """Unit key -> learning-rate scale: every block, and at `subcomponent` granularity also
+    every part of a trainable block (a block's own scale then covers only weights in no part)."""
     trainable = [m for m in matched if not (pwp and m.position < boundary)]
     scales = {m.unit.key: (1.0 if m in trainable else 0.0) for m in matched}
     if sensitivity is not None:
-        missing = [m.unit.key for m in trainable if m.unit.key not in sensitivity]
-        if missing:
-            raise HpruneError(f"the sensitivity table has no dP for {', '.join(missing[:5])}; "
-                              "run `hprune profile` on the teacher and pass its contribution.jsonl.")
-        scales.update(sgdistill_scales({m.unit.key: sensitivity[m.unit.key] for m in trainable}, kind))
+        keys = [m.unit.key for m in trainable]
+        scales.update(sgdistill_scales(_dp(sensitivity, keys), kind))
+        if granularity == "subcomponent":
+            parts = [m.part_key(sub) for m in trainable for sub in m.parts]
+            scales.update(sgdistill_scales(_dp(sensitivity, parts), kind))
     return scales
+
+
+def _dp(sensitivity: dict[str, float], keys: list[str]) -> dict[str, float]:
+    missing = [k for k in keys if k not in sensitivity]
+    if missing:
+        raise HpruneError(f"the sensitivity table has no dP for {', '.join(missing[:5])}; "
+                          "run `hprune profile` on the teacher and pass its contribution.jsonl.")
+    return {k: sensitivity[k] for k in keys}
+
+
+def trains(m: MatchedBlock, scales: dict[str, float]) -> bool:
+    """Whether any weight of the block trains (its feature loss then counts)."""
+    return scales[m.unit.key] > 0 or any(scales.get(m.part_key(sub), 0.0) > 0 for sub in m.parts)
 
 
 def param_groups(student, matched, scales: dict[str, float], lr: float, pwp: bool) -> list[dict]:
@@ -102,13 +126,13 @@ def param_groups(student, matched, scales: dict[str, float], lr: float, pwp: boo
     in_blocks = set()
     groups = []
     for m in matched:
-        params = list(m.student.parameters())
-        in_blocks.update(id(p) for p in params)
-        scale = scales[m.unit.key]
-        for p in params:
-            p.requires_grad_(scale > 0)
-        if scale > 0 and params:
-            groups.append({"params": params, "lr": lr * scale, "name": m.unit.key, "scale": scale})
+        for key, params in _pieces(m, scales):
+            in_blocks.update(id(p) for p in params)
+            scale = scales[key]
+            for p in params:
+                p.requires_grad_(scale > 0)
+            if scale > 0 and params:
+                groups.append({"params": params, "lr": lr * scale, "name": key, "scale": scale})
     rest = [(n, p) for n, p in student.named_parameters() if id(p) not in in_blocks]
     for name, p in rest:
         p.requires_grad_(not pwp or name.startswith(OUTPUT_MODULES))
@@ -116,3 +140,11 @@ def param_groups(student, matched, scales: dict[str, float], lr: float, pwp: boo
     if trainable_rest:
         groups.append({"params": trainable_rest, "lr": lr, "name": "embedders+output", "scale": 1.0})
     return groups
+
+
+def _pieces(m: MatchedBlock, scales: dict[str, float]) -> list[tuple[str, list]]:
+    """(scale key, parameters): the parts that have their own scale, then the rest of the block."""
+    pieces = [(m.part_key(sub), list(module.parameters())) for sub, module in m.parts.items()
+              if m.part_key(sub) in scales]
+    taken = {id(p) for _, params in pieces for p in params}
+    return pieces + [(m.unit.key, [p for p in m.student.parameters() if id(p) not in taken])]

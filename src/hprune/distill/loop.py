@@ -15,7 +15,7 @@ from hprune.cuda import avoid_cudnn_attention
 from hprune.distill.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from hprune.distill.config import DistillConfig
 from hprune.distill.data import DistillData, draw_batch
-from hprune.distill.freeze import block_scales, match_blocks, param_groups, pwp_boundary
+from hprune.distill.freeze import block_scales, match_blocks, param_groups, pwp_boundary, trains
 from hprune.distill.losses import FeatureTap, feature_loss, kd_loss
 from hprune.flow import velocity_fn
 from hprune.errors import HpruneError
@@ -75,7 +75,7 @@ def distill(teacher, plan, data: DistillData, cfg: DistillConfig, out_dir: str |
         student.enable_gradient_checkpointing()
     matched = match_blocks(student, teacher, plan)
     scales = block_scales(matched, pwp_boundary(plan, cfg.pwp_boundary), cfg.pwp,
-                          sensitivity if cfg.sgdistill else None, cfg.sg_scale)
+                          sensitivity if cfg.sgdistill else None, cfg.sg_scale, cfg.sg_granularity)
     groups = param_groups(student, matched, scales, cfg.lr, cfg.pwp)
     optimizer = _optimizer(groups, cfg)
     ema = _make_ema(student, cfg)
@@ -146,7 +146,7 @@ def _make_ema(student, cfg: DistillConfig):
 
 
 def _taps(matched, scales):
-    keys = [m for m in matched if scales[m.unit.key] > 0]
+    keys = [m for m in matched if trains(m, scales)]
     return (FeatureTap({m.unit.key: m.student for m in keys}), FeatureTap({m.unit.key: m.teacher for m in keys}))
 
 
