@@ -13,6 +13,9 @@ from hprune.arch.units import SINGLE_SUBS, Unit
 
 SIGNATURE_KEYS = ("num_layers", "num_single_layers", "num_attention_heads", "attention_head_dim",
                   "joint_attention_dim", "in_channels", "patch_size")
+# single-block subcomponent -> attribute of the block; proj_out is shared by attn and
+# mlp_proj (sliced when one goes), so it belongs to neither.
+SINGLE_PARTS = {"norm": "norm", "attn": "attn", "mlp_proj": "proj_mlp"}
 
 
 def _single_dims(block: nn.Module) -> tuple[int, int]:
@@ -44,8 +47,7 @@ class FluxAdapter(Adapter):
     def part_modules(self, block, kind):
         if kind == "joint":
             return joint_modules(block)
-        # proj_out is shared by attn and mlp_proj, so it belongs to neither.
-        return {"norm": block.norm, "attn": block.attn, "mlp_proj": block.proj_mlp}
+        return {sub: getattr(block, attr) for sub, attr in SINGLE_PARTS.items()}
 
     def norm_linear(self, model, unit):
         block = self.block_list(model, unit.kind)[unit.index]
@@ -72,9 +74,9 @@ def _single_swaps(block: nn.Module, subs: set[str], consts: dict, physical: bool
     swaps = []
     if "norm" in subs:
         swaps.append(Swap(block.norm, "linear", ConstantModulation(consts["norm"])))
-    for sub, attr in (("attn", "attn"), ("mlp_proj", "proj_mlp")):
+    for sub in ("attn", "mlp_proj"):
         if sub in subs:
-            swaps.append(Swap(block, attr, ZeroWidth()))
+            swaps.append(Swap(block, SINGLE_PARTS[sub], ZeroWidth()))
     if subs & {"attn", "mlp_proj"}:
         # proj_out reads [attn features | mlp features]; keep the surviving columns.
         dim, mlp = _single_dims(block)

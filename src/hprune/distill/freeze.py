@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch.nn as nn
 
 from hprune.arch import get_adapter
+from hprune.arch.base import count_params
 from hprune.arch.units import Unit
 from hprune.errors import HpruneError
 
@@ -56,7 +57,7 @@ def match_blocks(student, teacher, plan) -> list[MatchedBlock]:
         for j, original in enumerate(kept_indices(plan, kind)):
             unit = Unit(kind, original)
             parts = {sub: module for sub, module in adapter.part_modules(s_blocks[j], kind).items()
-                     if any(True for _ in module.parameters())}
+                     if count_params(module)}
             matched.append(MatchedBlock(unit, position(unit, plan.arch), s_blocks[j], t_blocks[original], parts))
     return matched
 
