@@ -1,10 +1,12 @@
 """A CPU-sized ablation: one tiny row per method, a few steps, keeps the code path alive."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
+import hprune.ablate
 from hprune.ablate import METHODS, AblateConfig, ablate, degradation, markdown_table
 from hprune.distill import DistillConfig
 from hprune.errors import HpruneError
@@ -23,6 +25,21 @@ def tiny_teacher(tmp_path_factory):
     pipe.save_pretrained(root / "teacher")
     profile(pipe, ProfileConfig(n_prompts=4, steps=2, batch_size=4), root / "run", progress=False)
     return root
+
+
+@pytest.fixture
+def sealed_choice(monkeypatch, seal_test_split):
+    """ablate's choice of r_thres runs with the test split sealed, the teacher's scores on it
+    (teacher.json) included; returns how often it ran."""
+    choose, calls = hprune.ablate.chosen_r_thres, []
+
+    def sealed(teacher, run_dir, out, cfg):
+        calls.append(cfg)
+        with seal_test_split(Path(out) / "teacher.json"):
+            return choose(teacher, run_dir, out, cfg)
+
+    monkeypatch.setattr(hprune.ablate, "chosen_r_thres", sealed)
+    return calls
 
 
 def test_every_method_gives_a_row(tiny_teacher):
@@ -94,12 +111,13 @@ def test_r_thres_reaches_the_hpp_plans_only(tiny_teacher):
         AblateConfig(r_thres=1.5)
 
 
-def test_r_thres_val_is_chosen_on_the_val_split_and_used(tiny_teacher):
+def test_r_thres_val_is_chosen_on_the_val_split_and_used(tiny_teacher, sealed_choice):
     cfg = AblateConfig(ratios=(0.3,), methods=("hpp",), r_thres="val", per_category=1, eval_steps=2)
     out = tiny_teacher / "out-rthres-val"
     rows = ablate(str(tiny_teacher / "teacher"), tiny_teacher / "run", out, cfg)
+    assert len(sealed_choice) == 1  # the choice ran with the test split sealed (conftest's seal_test_split)
     sweep = json.loads((out / "rthres-0.3.json").read_text())
-    assert sweep["split"] == "val" and (out / "teacher-val.json").is_file()
+    assert (out / "teacher-val.json").is_file()
     best = min(c["val_degradation"] for c in sweep["candidates"])
     chosen = [c for c in sweep["candidates"] if c["r_thres"] == sweep["chosen"]][0]
     assert chosen["val_degradation"] == best
@@ -118,12 +136,13 @@ def test_a_val_run_is_compared_with_the_teacher_on_val(tiny_teacher):
     assert rows[0]["degradation"] == pytest.approx(degradation(ref, rows[0]))
 
 
-def test_r_thres_candidates_can_be_distilled_before_they_are_scored(tiny_teacher):
+def test_r_thres_candidates_can_be_distilled_before_they_are_scored(tiny_teacher, sealed_choice):
     cfg = AblateConfig(ratios=(0.3,), methods=("hpp",), r_thres="val", r_thres_steps=1,
                        distill=DistillConfig(steps=5, batch_size=2, checkpoint_every=5),
                        data_size=8, per_category=1, eval_steps=2)
     out = tiny_teacher / "out-rthres-distilled"
     ablate(str(tiny_teacher / "teacher"), tiny_teacher / "run", out, cfg)
+    assert len(sealed_choice) == 1  # the choice ran with the test split sealed (conftest's seal_test_split)
     sweep = json.loads((out / "rthres-0.3.json").read_text())
     assert sweep["distill_steps"] == 1
     students = sorted((out / "rthres").iterdir())

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from hprune.errors import HpruneError
-from hprune.quantize import QuantConfig, load_quantized, quantize_, save_quantized, select_linears, weight_bytes
+from hprune.folders import load, save
+from hprune.quantize import QuantConfig, quant_state, quantize_, select_linears, weight_bytes
 from hprune.testing import tiny_sd3
 
 
@@ -63,10 +64,10 @@ def test_w4fp8_save_load_round_trip(tmp_path):
     model = model128()
     quantize_(model, QuantConfig(backend="w4fp8", group_size=0))
     out = forward(model)
-    save_quantized(model, tmp_path / "q", {"command": "test"})
-    loaded = load_quantized(tmp_path / "q")
+    save(model, tmp_path / "q")
+    loaded = load(tmp_path / "q")
     assert torch.allclose(forward(loaded), out)
-    assert loaded._hprune_quant[0].group_size == 0
+    assert quant_state(loaded)[0].group_size == 0
 
 
 def test_saving_over_a_non_empty_folder_is_refused(tmp_path):
@@ -75,17 +76,17 @@ def test_saving_over_a_non_empty_folder_is_refused(tmp_path):
     (tmp_path / "q").mkdir()
     (tmp_path / "q" / "x").write_text("x")
     with pytest.raises(HpruneError, match="already exists"):
-        save_quantized(model, tmp_path / "q")
+        save(model, tmp_path / "q")
 
 
 def test_truncated_weights_fail_clearly(tmp_path):
     model = model128()
     quantize_(model, QuantConfig(backend="w4fp8"))
-    folder = save_quantized(model, tmp_path / "q")
+    folder = save(model, tmp_path / "q")
     weights = folder / "diffusion_pytorch_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
-    with pytest.raises(HpruneError, match="corrupt or truncated"):
-        load_quantized(folder)
+    with pytest.raises(HpruneError, match="truncated"):
+        load(folder)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="bitsandbytes not installed")
@@ -94,9 +95,9 @@ def test_bnb_nf4_save_load_keeps_the_4bit_weights(tmp_path):
 
     model = model128()
     quantize_(model, QuantConfig(backend="bnb-nf4"))
-    folder = save_quantized(model, tmp_path / "q")
+    folder = save(model, tmp_path / "q")
     assert "quantization_config" in (folder / "config.json").read_text()  # diffusers can load it too
-    loaded = load_quantized(folder)
+    loaded = load(folder)
     for name in ("proj_out", "transformer_blocks.1.ff.net.2"):
         a, b = model.get_submodule(name).weight, loaded.get_submodule(name).weight
         assert isinstance(b, bnb.nn.Params4bit)
@@ -120,10 +121,12 @@ def test_quantize_command_end_to_end(tmp_path):
     model = model128()
     model.save_pretrained(tmp_path / "model")
     assert main(["quantize", str(tmp_path / "model"), "--backend", "w4fp8", "--out", str(tmp_path / "q"), "--device", "cpu"]) == 0
-    loaded = load_quantized(tmp_path / "q")
+    loaded = load(tmp_path / "q")
     ref = forward(model)
     assert ((forward(loaded) - ref).norm() / ref.norm()) < 0.2
     assert main(["quantize", str(tmp_path / "model"), "--backend", "w4fp8", "--out", str(tmp_path / "q")]) == 1  # exists
+    assert main(["quantize", str(tmp_path / "q"), "--backend", "w4fp8", "--out", str(tmp_path / "q2")]) == 1  # twice
+    assert not (tmp_path / "q2").exists()
 
 
 @pytest.mark.gpu
@@ -134,7 +137,7 @@ def test_backends_run_on_gpu_and_load_back(backend, tmp_path):
     quantize_(model, QuantConfig(backend=backend))
     out = forward_cuda(model)
     assert ((out - ref).norm() / ref.norm()) < 0.25
-    loaded = load_quantized(save_quantized(model, tmp_path / "q"), device="cuda")
+    loaded = load(save(model, tmp_path / "q"), device="cuda")
     assert torch.allclose(forward_cuda(loaded), out, atol=1e-2)
 
 
@@ -145,7 +148,7 @@ def test_bnb_folder_loads_in_plain_diffusers(tmp_path):
     model = model128().cuda()
     quantize_(model, QuantConfig(backend="bnb-nf4"))
     out = forward_cuda(model)
-    folder = save_quantized(model, tmp_path / "q")
+    folder = save(model, tmp_path / "q")
     loaded = SD3Transformer2DModel.from_pretrained(folder, torch_dtype=torch.bfloat16)
     assert torch.allclose(forward_cuda(loaded), out, atol=1e-2)
 

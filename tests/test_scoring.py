@@ -5,7 +5,7 @@ import pytest
 from hprune.errors import HpruneError
 from hprune.plan import Plan
 from hprune.scoring import (
-    PAPER_ALPHA, ModelUnits, PlanConfig, make_plan, position_weight, single_unit_drops,
+    PAPER_ALPHA, ModelUnits, PlanConfig, hpp_scores, make_plan, position_weight, single_unit_drops,
 )
 
 SUBS = {"norm": 10, "context_norm": 10, "attn": 40, "mlp": 20, "context_mlp": 20}
@@ -46,6 +46,26 @@ def test_position_weight_favours_late_blocks():
     assert weights[-1] == pytest.approx(1.0)
     assert weights[0] == pytest.approx(math.exp(0.55 * (N - 1) / N))
     assert all(position_weight(i, N, 0.0) == 1.0 for i in range(N))
+
+
+def test_hpp_counts_flux_single_blocks_in_forward_order_after_the_double_blocks():
+    from hprune.testing import tiny_flux
+
+    units = ModelUnits.from_model(tiny_flux(num_layers=2, num_single_layers=3))
+    for u in (units, ModelUnits.from_dict(units.to_dict())):  # as profile writes units.json and plan reads it
+        assert [u.position(f"joint.{i}.block") for i in range(2)] == [0, 1]
+        assert [u.position(f"single.{i}.block") for i in range(3)] == [2, 3, 4]
+        assert u.position("single.0.attn") == 2 and u.position("joint.1.attn") == 1
+    # W_pos at the forward position: with equal |dP|, every single block's unit scores
+    # above every double block's (a later block weighs less), and the last block weighs 1
+    alpha, n = 1.0, 5
+    scores = hpp_scores({k: 0.1 for k in units.params}, units, alpha)
+    for key, score in scores.items():
+        assert score == pytest.approx(-0.1 * math.exp(alpha * (n - 1 - units.position(key)) / n)), key
+    assert scores["single.0.attn"] == pytest.approx(-0.1 * math.exp(alpha * 2 / n))
+    assert scores["single.2.mlp_proj"] == pytest.approx(-0.1)
+    assert min(v for k, v in scores.items() if k.startswith("single.")) > max(
+        v for k, v in scores.items() if k.startswith("joint."))
 
 
 def test_hpp_equal_drops_removes_late_blocks_first():

@@ -5,11 +5,12 @@ import weakref
 import psutil
 import pytest
 import torch
+import torch.nn.functional as F
 
 from hprune.arch import get_adapter
 from hprune.errors import HpruneError
 from hprune.surgery import calibrate_norms, identity_modulation, prune_, removed
-from hprune.testing import TINY_MODELS, dummy_inputs, tiny_sd3
+from hprune.testing import TINY_MODELS, TINY_WIDTH, dummy_inputs, tiny_sd3, tiny_sd35_medium
 
 MODES = ("identity", "mean")
 
@@ -94,6 +95,25 @@ def test_identity_modulation_has_unit_gates():
     linear = torch.nn.Linear(4, 24)
     value = identity_modulation(linear).view(6, 4)
     assert value[[2, 5]].eq(1).all() and value[[0, 1, 3, 4]].eq(0).all()
+
+
+def test_identity_norm_of_a_dual_attention_block_opens_all_three_gates():
+    # SD3.5 Medium's dual-attention blocks modulate with nine chunks (SD35AdaLayerNormZeroX):
+    # shift, scale and gate of attn, of the MLP and of attn2. Diffusers' own forward reads
+    # them, so every chunk is checked where the block uses it.
+    model = tiny_sd35_medium()
+    norm = model.transformer_blocks[0].norm1
+    assert norm.linear.out_features == 9 * norm.linear.in_features
+    gen = torch.Generator().manual_seed(0)
+    x, emb = torch.randn(2, 5, TINY_WIDTH, generator=gen), torch.randn(2, TINY_WIDTH, generator=gen)
+    with removed(model, ["joint.0.norm"], norm_mode="identity"):
+        x_attn, gate_attn, shift_mlp, scale_mlp, gate_mlp, x_attn2, gate_attn2 = norm(x, emb)
+    plain = F.layer_norm(x, (TINY_WIDTH,), eps=1e-6)
+    ones, zeros = torch.ones(2, TINY_WIDTH), torch.zeros(2, TINY_WIDTH)
+    assert torch.allclose(x_attn, plain, atol=1e-6)  # attn: shift 0, scale 0
+    assert torch.allclose(x_attn2, plain, atol=1e-6)  # attn2: shift 0, scale 0
+    assert torch.equal(shift_mlp, zeros) and torch.equal(scale_mlp, zeros)
+    assert torch.equal(gate_attn, ones) and torch.equal(gate_mlp, ones) and torch.equal(gate_attn2, ones)
 
 
 def test_mean_mode_needs_calibration():

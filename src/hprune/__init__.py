@@ -6,15 +6,15 @@ __version__ = "0.1.0"
 
 # Heavy imports (diffusers, torch) happen on first use, so `hprune --help` is fast.
 _LAZY = {
-    "load_pruned": ("hprune.io", "load_pruned"),
-    "load_transformer": ("hprune.io", "load_transformer"),
-    "load_pruned_pipeline": ("hprune.io", "load_pruned_pipeline"),
-    "save_pruned": ("hprune.io", "save_pruned"),
+    "load": ("hprune.folders.loading", "load"),
+    "load_pipeline": ("hprune.folders.loading", "load_pipeline"),
+    "save": ("hprune.folders.saving", "save"),
     "prune_": ("hprune.surgery", "prune_"),
     "removed": ("hprune.surgery", "removed"),
     "get_adapter": ("hprune.arch", "get_adapter"),
     "Plan": ("hprune.plan", "Plan"),
-    "load_pipeline": ("hprune.toy.pipeline", "load_pipeline"),
+    "quantize_": ("hprune.quantize", "quantize_"),
+    "QuantConfig": ("hprune.quantize", "QuantConfig"),
 }
 
 

@@ -9,6 +9,9 @@ degradation = mean relative drop of the semantic and quality scores.
 
 Each row is an independent job writing its own JSON file, so the table
 resumes after a kill and rows run side by side (`jobs`) on one GPU.
+
+torch and the training loop are imported inside the functions that run rows:
+`hprune ablate --help` reads METHODS without them.
 """
 
 from __future__ import annotations
@@ -21,10 +24,8 @@ from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 
-import torch
-
 from hprune.cuda import avoid_cudnn_attention
-from hprune.distill import DistillConfig, distill
+from hprune.distill import DistillConfig
 from hprune.errors import HpruneError
 from hprune.files import write_json
 from hprune.plan import check_ratio
@@ -87,6 +88,8 @@ def degradation(teacher: dict, row: dict) -> float | None:
 
 
 def _device() -> str:
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -145,6 +148,7 @@ def distill_data(pipe, out: Path, cfg: AblateConfig):
 
 def train_row(spec: RowSpec, pipe, run, out: Path, cfg: AblateConfig):
     """The row's student: pruned by its ranker, distilled unless `hpp` alone."""
+    from hprune.distill import distill
     from hprune.distill.sensitivity import load_sensitivity
     from hprune.scoring import plan_for_run
     from hprune.surgery import prune_
@@ -166,6 +170,8 @@ def train_row(spec: RowSpec, pipe, run, out: Path, cfg: AblateConfig):
 
 
 def _norm_means(run):
+    import torch
+
     means_file = run.path / "norm_means.pt"
     return torch.load(means_file, weights_only=True) if means_file.is_file() else None
 
@@ -192,6 +198,7 @@ def chosen_r_thres(teacher: str, run_dir, out: Path, cfg: AblateConfig) -> dict[
 def _val_loss(pipe, run, teacher: str, out: Path, cfg: AblateConfig):
     """plan -> degradation on val of its student: pruned only, or distilled `r_thres_steps` with PWP
     (what the table's hpp+pwp row will do, shortened), since how well a plan distils is what counts."""
+    from hprune.distill import distill
     from hprune.surgery import prune_
 
     val = replace(cfg, split="val")
@@ -217,6 +224,8 @@ def _val_loss(pipe, run, teacher: str, out: Path, cfg: AblateConfig):
 
 def run_row(spec: RowSpec, teacher: str, run_dir: str, out_dir: str, cfg: AblateConfig) -> list[dict]:
     """Train and score one row (and its 4-bit twin); idempotent."""
+    import torch
+
     from hprune.scoring import load_run
     from hprune.toy.pipeline import load_pipeline
 

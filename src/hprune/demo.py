@@ -19,7 +19,7 @@ from PIL import Image
 
 from hprune.arch import get_adapter
 from hprune.inspect_units import format_table, unit_table
-from hprune.io import save_pruned
+from hprune.folders import save
 from hprune.surgery import prune_
 from hprune.testing import tiny_generate, tiny_pipeline
 
@@ -35,7 +35,7 @@ def tiny_sd3_demo(out: Path) -> None:
     print(format_table(unit_table(model), adapter.total_params(model)))
     plan = adapter.make_plan(model, ["joint.1", "joint.2"])
     prune_(model, plan)
-    save_pruned(model, plan, out / "pruned", source=out / "original", overwrite=True)
+    save(model, out / "pruned", source=out / "original", overwrite=True)
     print(f"\npruned blocks 1 and 2: {100 * plan.ratio_reached:.1f}% of parameters removed -> {out / 'pruned'}")
     reloaded = SD3Transformer2DModel.from_pretrained(out / "pruned" / "transformer")
     pipe2 = StableDiffusion3Pipeline.from_pretrained(out / "pruned", transformer=reloaded)

@@ -6,3 +6,74 @@ class HpruneError(Exception):
 
     The CLI prints the message as a single line and exits 1, without a traceback.
     """
+
+
+
+
+def os_error_message(err: OSError, given: dict[str, str] | None = None) -> str | None:
+    """One sentence for an OSError that names a path: what failed, on which path,
+    and the fix; None for an OSError without a path (a bug: left to the traceback).
+
+    `given` maps each path-valued argument as --help names it ("--out", "MODEL")
+    to the value typed. The sentence then names that argument, and shows its
+    path rather than a parent of it or the hidden temporary sibling a save was
+    writing to.
+    """
+    import errno
+    import os
+    from pathlib import Path
+
+    raw = err.filename2 if err.filename2 is not None else err.filename
+    if raw is None:
+        return None
+    path, option = _user_path(os.fsdecode(raw), given or {})
+    if option:
+        choose = f"choose {'an' if option[2:3] in tuple('aeiou') else 'a'} {option}"  # "an --out", "a --grid"
+    if isinstance(err, PermissionError):
+        if os.path.exists(path) and not os.access(path, os.R_OK):
+            return f"cannot read {path}: permission denied; make it readable or pass a copy you can read."
+        fix = f"{choose} you can write to" if option else "make its folder writable or run as a user who can write there"
+        return f"cannot write {path}: permission denied; {fix}."
+    if isinstance(err, (NotADirectoryError, FileExistsError)):
+        blocker = next((p for p in (Path(path), *Path(path).parents) if p.exists() and not p.is_dir()), None)
+        fix = f"{choose} that is a folder or does not exist yet" if option else "move that file away"
+        if blocker == Path(path):
+            return f"{path} is a file, not a folder; {fix}."
+        if blocker is not None:
+            fix = f"{choose} inside a folder" if option else "move that file away"
+            return f"cannot write {path}: {blocker} is a file, not a folder; {fix}."
+        if isinstance(err, FileExistsError):
+            fix = f"{choose} that does not exist yet, or remove it" if option else "remove it"
+            return f"{path} already exists; {fix}."
+    if isinstance(err, IsADirectoryError):
+        fix = f"{choose} that is a file path" if option else "move that folder away"
+        return f"{path} is a folder, where a file was expected; {fix}."
+    if isinstance(err, FileNotFoundError):
+        return f"{path} does not exist; check the path (and that its parent folder exists)."
+    if err.errno == errno.ENOSPC:
+        fix = f"{choose} on another disk" if option else "free some space"
+        return f"cannot write {path}: no space left on the device; {fix}."
+    if err.errno == errno.EROFS:
+        fix = f"{choose} you can write to" if option else "write somewhere else"
+        return f"cannot write {path}: the file system is read-only; {fix}."
+    return f"{path}: {err.strerror or err}; check that path and its permissions."
+
+
+def _user_path(path: str, given: dict[str, str]) -> tuple[str, str | None]:
+    """(the path to show, the argument it belongs to, or None). A path inside an
+    argument's path is shown as it is; a parent of it, or a temporary sibling
+    (.NAME.tmp-PID, NAME.tmp), as the argument's own path. --out is tried first."""
+    import os
+
+    here = os.path.abspath(path)
+    for name in sorted(given, key=lambda name: name != "--out"):
+        typed = os.fsdecode(given[name])
+        value = os.path.abspath(typed)
+        if here == value or here.startswith(value.rstrip(os.sep) + os.sep):
+            return path, name
+        base = os.path.basename(value)
+        if value.startswith(here.rstrip(os.sep) + os.sep) or (
+                os.path.dirname(here) == os.path.dirname(value)
+                and os.path.basename(here).startswith((f".{base}.tmp", f"{base}.tmp"))):
+            return typed, name
+    return path, None

@@ -9,14 +9,22 @@ from pathlib import Path
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:
-    """Write to a sibling temp file, then rename over `path`."""
+    """Write to a sibling temp file, then rename over `path`; a failed write
+    (disk full, `path` a folder) removes the temp file."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    if isinstance(data, bytes):
-        tmp.write_bytes(data)
-    else:
-        tmp.write_text(data)
-    os.replace(tmp, path)
+    try:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:  # never written, or its folder is not one
+            pass
+        raise
 
 
 def write_json(path: str | Path, data, indent: int = 1, sort_keys: bool = False) -> None:

@@ -87,3 +87,11 @@ class Plan:
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise HpruneError(f"plan file {path} is not valid JSON; make it again with `hprune plan`.") from None
         return cls.from_dict(data, source=f"plan file {path}")
+
+
+def compose(plans: list[Plan]) -> list[Unit]:
+    """Every unit the plans remove together (original indices): their union, less the
+    subcomponents of blocks that one of them removes whole."""
+    units = {u for plan in plans for u in plan.units}
+    whole = {u for u in units if u.is_block}
+    return sorted(u for u in units if u.is_block or u.block_unit() not in whole)

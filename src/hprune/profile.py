@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from hprune.arch import get_adapter
-from hprune.arch.units import NORM_MODES, Unit
+from hprune.arch.units import NORM_MODES, SCOPES, Unit
 from hprune.errors import HpruneError
 from hprune.files import read_jsonl, write_atomic
 from hprune.files import write_json as _write_json
@@ -48,7 +48,6 @@ from hprune.scoring import ModelUnits
 from hprune.surgery import calibrate_norms, removed
 
 TABLE = "contribution.jsonl"
-SCOPES = ("all", "blocks", "subcomponents")
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """Post-training 4-bit weight quantization of a diffusion transformer (stage 3).
 
 One config, one in-place entry: `quantize_(model, QuantConfig(backend=...))`.
-Backends live in hprune.quant; `save_quantized` / `load_quantized` write and
-read a folder any backend can restore (bnb-nf4 folders also load in plain
-diffusers, through the `quantization_config` in config.json).
+Backends live in hprune.quant. The step is recorded in the model's history, so
+`hprune.save` writes a folder that `hprune.load` restores with any backend
+(bnb-nf4 folders also load in plain diffusers, through the
+`quantization_config` in config.json, when no subcomponent was pruned).
 
 Which layers stay 16-bit: by default none. Every nn.Linear of the transformer
 is quantized, as in the authors' code, because the memory target leaves no
@@ -16,21 +17,16 @@ layers to keep; a backend also keeps the layers its kernel cannot take
 from __future__ import annotations
 
 import fnmatch
-import json
-import platform
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from hprune.errors import HpruneError
+from hprune.provenance import record, steps_of
 from hprune.quant import backends, get_backend
-
-# Fastest 4-bit backend measured on the compiled SD3.5 Large 20% model (docs/benchmarks.md).
-DEFAULT_BACKEND = "torchao-int4"
+from hprune.quant.names import DEFAULT_BACKEND
 COMPUTE_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
-QUANT_FILE = "hprune_quant.json"
 
 
 @dataclass
@@ -82,15 +78,25 @@ def quantize_(model: nn.Module, config: QuantConfig) -> QuantResult:
     """Replace the model's linear layers by 4-bit ones, in place."""
     backend = get_backend(config.backend)
     backend.check()
-    if getattr(model, "_hprune_quant", None) is not None:
+    if quant_state(model) is not None:
         raise HpruneError("this model is already quantized; quantize the 16-bit (pruned) model instead.")
     result = select_linears(model, config)
     if not result.quantized:
         raise HpruneError(f"no linear layer to quantize (skip patterns {config.skip} took them all); loosen --skip.")
     with torch.no_grad():
         backend.convert(model, result.quantized, config)
-    model._hprune_quant = (config, result)
+    record(model, "quantize", config=asdict(config), quantized=result.quantized, kept=result.kept)
     return result
+
+
+def quant_state(model: nn.Module) -> tuple[QuantConfig, QuantResult] | None:
+    """How `model` was quantized (from its history), or None for a 16-bit model."""
+    steps = steps_of(model, "quantize")
+    if not steps:
+        return None
+    step = steps[-1]
+    config = QuantConfig(**step["config"])
+    return config, QuantResult(config.backend, list(step["quantized"]), list(step["kept"]))
 
 
 def weight_bytes(model: nn.Module) -> int:
@@ -117,32 +123,3 @@ def _storage_bytes(t: torch.Tensor) -> int:
 def _quant_state_bytes(state) -> int:
     total = sum(x.numel() * x.element_size() for x in (state.absmax, state.code) if x is not None)
     return total + (_quant_state_bytes(state.state2) if getattr(state, "state2", None) is not None else 0)
-
-
-def save_quantized(model: nn.Module, out_dir: str | Path, extra: dict | None = None) -> Path:
-    """Write config.json, the weights and hprune_quant.json into a fresh folder, atomically."""
-    from hprune.quant.serialize import save_folder
-
-    if getattr(model, "_hprune_quant", None) is None:
-        raise HpruneError("the model is not quantized; call quantize_ first.")
-    return save_folder(model, Path(out_dir), extra or {})
-
-
-def load_quantized(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    from hprune.quant.serialize import load_folder
-
-    return load_folder(Path(path), torch.device(device))
-
-
-def describe(config: QuantConfig, result: QuantResult) -> dict:
-    return {
-        "config": asdict(config), "quantized": result.quantized, "kept": result.kept,
-        "versions": {"torch": torch.__version__, "python": platform.python_version()},
-    }
-
-
-def read_description(folder: Path) -> dict:
-    try:
-        return json.loads((folder / QUANT_FILE).read_text())
-    except FileNotFoundError:
-        raise HpruneError(f"{folder} holds no {QUANT_FILE}; it is not a model saved by `hprune quantize`.") from None

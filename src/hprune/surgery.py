@@ -20,6 +20,7 @@ from hprune.arch.base import Adapter, Swap
 from hprune.arch.stubs import SkippedBlock
 from hprune.arch.units import NORM_MODES, Unit
 from hprune.errors import HpruneError
+from hprune.provenance import record, steps_of
 
 # AdaLN chunk layouts by number of chunks -> positions of the gates.
 # 6: AdaLayerNormZero, 9: SD35AdaLayerNormZeroX, 3: AdaLayerNormZeroSingle,
@@ -98,13 +99,26 @@ def removed(model: nn.Module, units, norm_mode: str = "identity", norm_means: di
 
 def prune_(model: nn.Module, plan, norm_means: dict | None = None) -> nn.Module:
     """Physically remove the plan's units in place; whole blocks are deleted,
-    the rest re-indexed, and the config updated. Frees the removed weights."""
+    the rest re-indexed, and the config updated. Frees the removed weights.
+
+    The plan names units by their index in the original model. On a model
+    pruned before, units already gone are skipped and the rest are translated
+    to the current indices, so `prune_(prune_(m, a), b)` equals `prune_(m, a | b)`;
+    the step is recorded in the model's history (hprune.provenance).
+    `norm_means` (unit key in original indices -> modulation) serves plans in norm mode 'mean'.
+    Raises HpruneError for a plan of another architecture or a quantized model."""
     adapter = get_adapter(model)
     check_plan_matches(adapter, model, plan)
-    subs = [u for u in plan.units if not u.is_block]
-    for swap in plan_swaps(model, subs, plan.norm_mode, norm_means, physical=True):
+    if steps_of(model, "quantize"):
+        raise HpruneError("this model is quantized; prune the 16-bit model, then quantize the result.")
+    bmap = adapter.block_map(model)
+    units = adapter.to_current(model, plan.units)
+    means = None if norm_means is None else _current_keys(bmap, norm_means)
+    record(model, "prune", plan=plan.to_dict())
+    subs = [u for u in units if not u.is_block]
+    for swap in plan_swaps(model, subs, plan.norm_mode, means, physical=True):
         setattr(swap.parent, swap.name, swap.new)
-    blocks = [u for u in plan.units if u.is_block]
+    blocks = [u for u in units if u.is_block]
     if blocks:
         adapter.check_units(model, blocks)
         adapter.delete_blocks(model, blocks)
@@ -112,9 +126,20 @@ def prune_(model: nn.Module, plan, norm_means: dict | None = None) -> nn.Module:
     return model
 
 
+def _current_keys(bmap, by_unit: dict) -> dict:
+    """Re-key a dict of unit keys (original indices) by current indices; removed blocks drop out."""
+    current = {key: bmap.to_current(Unit.parse(key)) for key in by_unit}
+    return {unit.key: by_unit[key] for key, unit in current.items() if unit is not None}
+
+
 def check_plan_matches(adapter: Adapter, model: nn.Module, plan) -> None:
-    signature = adapter.signature(model)
-    if plan.family != adapter.family or plan.arch != signature:
+    """Raise HpruneError unless `plan` was made for `model`'s original architecture."""
+    check_plan_signature(plan, adapter.family, adapter.signature(model))
+
+
+def check_plan_signature(plan, family: str, signature: dict) -> None:
+    """Raise HpruneError unless `plan` was made for the architecture `signature` describes."""
+    if plan.family != family or plan.arch != signature:
         raise HpruneError(
             f"the plan was made for a {plan.arch.get('class', plan.family)} with {_describe(plan.arch)}, "
             f"but this model is a {signature['class']} with {_describe(signature)}; "

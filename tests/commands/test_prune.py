@@ -5,7 +5,7 @@ from diffusers import SD3Transformer2DModel
 
 from hprune.arch import get_adapter
 from hprune.cli import main
-from hprune.io import load_pruned
+from hprune.folders import load
 from hprune.testing import dummy_inputs, tiny_sd3
 
 
@@ -21,7 +21,7 @@ def test_prune_with_plan_file(tmp_path):
     model.save_pretrained(tmp_path / "m")
     get_adapter(model).make_plan(model, ["joint.1.attn", "joint.0"]).save(tmp_path / "plan.json")
     assert main(["prune", str(tmp_path / "m"), "--plan", str(tmp_path / "plan.json"), "--out", str(tmp_path / "o")]) == 0
-    loaded = load_pruned(tmp_path / "o")
+    loaded = load(tmp_path / "o")
     assert len(loaded.transformer_blocks) == 3
     assert torch.isfinite(loaded(**dummy_inputs(loaded))[0]).all()
 
@@ -58,7 +58,7 @@ def test_mean_mode_plan_needs_and_uses_the_calibration(tmp_path, capsys):
     means = calibrate_norms(model, [dummy_inputs(model)])
     torch.save(means, tmp_path / "run" / "norm_means.pt")
     assert main(args) == 0
-    loaded = load_pruned(tmp_path / "o")
+    loaded = load(tmp_path / "o")
     value = loaded.transformer_blocks[1].norm1.linear.value
     assert torch.allclose(value, means["joint.1.norm"])
 
@@ -66,7 +66,7 @@ def test_mean_mode_plan_needs_and_uses_the_calibration(tmp_path, capsys):
 def test_pruned_shapes_teacher_generates(tmp_path):
     import numpy as np
 
-    from hprune.toy.pipeline import load_pipeline
+    from hprune.folders import load_pipeline
 
     plan_units = ["joint.3", "joint.5.attn", "joint.6.norm"]
     teacher = load_pipeline("shapes-sd3")
@@ -76,3 +76,22 @@ def test_pruned_shapes_teacher_generates(tmp_path):
     assert len(pruned.transformer.transformer_blocks) == 15
     images = pruned(["a red circle"], num_inference_steps=2, seeds=[0]).images
     assert images.shape == (1, 64, 64, 3) and images.dtype == np.uint8
+
+
+def test_pruning_a_pruned_folder_composes_the_plans_in_original_indices(tmp_path, capsys):
+    model = tiny_sd3(num_layers=4)
+    model.save_pretrained(tmp_path / "m")
+    assert main(["prune", str(tmp_path / "m"), "--remove", "joint.0.mlp,joint.2.attn", "--out", str(tmp_path / "a")]) == 0
+    assert main(["prune", str(tmp_path / "a"), "--remove-blocks", "1", "--out", str(tmp_path / "b")]) == 0
+    assert main(["prune", str(tmp_path / "b"), "--remove", "joint.0.attn", "--out", str(tmp_path / "c")]) == 0
+    assert main(["prune", str(tmp_path / "c"), "--remove-blocks", "1", "--out", str(tmp_path / "d")]) == 1
+    assert "already removed" in capsys.readouterr().err and not (tmp_path / "d").exists()
+    twice = load(tmp_path / "c")
+    once = get_adapter(model).make_plan(model, ["joint.0.mlp", "joint.2.attn", "joint.1", "joint.0.attn"])
+    from hprune.surgery import prune_
+
+    prune_(model, once)
+    kwargs = dummy_inputs(model)
+    with torch.no_grad():
+        assert torch.allclose(twice(**kwargs)[0], model(**kwargs)[0], atol=1e-6)
+    assert all(not t.is_meta for t in twice.state_dict().values())

@@ -18,6 +18,19 @@ def test_sgdistill_scales_are_normalised_inverse_sensitivity():
     assert scales["c"] == pytest.approx((1 / 0.2 - 1 / 0.5) / (1 / 0.1 - 1 / 0.5))
 
 
+def test_inverse_sgdistill_floors_dp_at_one_percent_of_the_largest():
+    # A dP at or below 1% of the largest counts as that 1%: a near-zero dP neither divides by
+    # zero nor takes the top of the range alone, squeezing every other block towards 0.
+    dp = {"a": 1.0, "b": 0.02, "c": 0.01, "d": 1e-9, "e": 0.0}
+    scales = sgdistill_scales(dp)
+    assert scales["c"] == scales["d"] == scales["e"] == 1.0
+    assert scales["a"] == 0.0
+    assert scales["b"] == pytest.approx((1 / 0.02 - 1 / 1.0) / (1 / 0.01 - 1 / 1.0))
+    # the floor is relative to the largest dP: the same table in other units gives the same scales
+    for unit in (1e-3, 1e3):
+        assert sgdistill_scales({k: unit * v for k, v in dp.items()}) == pytest.approx(scales)
+
+
 def test_match_blocks_follows_original_indices():
     teacher = tiny_flux(num_layers=3, num_single_layers=4)
     plan = get_adapter(teacher).make_plan(teacher, ["joint.1", "single.0", "single.2"])
@@ -148,3 +161,29 @@ def test_sg_granularity_is_validated():
 
     with pytest.raises(HpruneError, match="--sg-granularity"):
         DistillConfig(sg_granularity="head")
+
+
+@pytest.mark.parametrize("granularity", ["block", "subcomponent"])
+def test_sgdistill_never_unfreezes_a_block_that_pwp_froze(granularity):
+    teacher = tiny_sd3(num_layers=5)
+    plan = get_adapter(teacher).make_plan(teacher, ["joint.2"])  # PWP freezes joint.0 and joint.1
+    student = build_student(teacher, plan)
+    matched = match_blocks(student, teacher, plan)
+    # The frozen blocks (and their parts) are the least sensitive: SGDistill alone would give them
+    # the full rate. joint.3 is the most sensitive trainable block, joint.4 the least.
+    frozen = {f"joint.{i}.{sub}": 0.001 for i in (0, 1) for sub in ("block", "norm", "attn", "mlp")}
+    sens = _part_sensitivity(teacher, {**frozen, "joint.3.block": 0.5, "joint.4.block": 0.2,
+                                       "joint.3.attn": 0.4, "joint.4.mlp": 0.01})
+    scales = block_scales(matched, pwp_boundary(plan, None), pwp=True, sensitivity=sens, granularity=granularity)
+    assert all(v == 0.0 for k, v in scales.items() if k.startswith(("joint.0.", "joint.1."))), scales
+    assert scales["joint.4.block"] == 1.0
+    optimizer = torch.optim.SGD(param_groups(student, matched, scales, lr=0.1, pwp=True), lr=0.1)
+    frozen_params = [p for block in student.transformer_blocks[:2] for p in block.parameters()]
+    assert not any(p.requires_grad for p in frozen_params)
+    before = copy.deepcopy(student.state_dict())
+    student(**dummy_inputs(student))[0].pow(2).mean().backward()
+    optimizer.step()
+    after = student.state_dict()
+    assert all(torch.equal(after[n], before[n]) for n in before if n.startswith(("transformer_blocks.0.",
+                                                                                 "transformer_blocks.1.")))
+    assert any(not torch.equal(after[n], before[n]) for n in before if n.startswith("transformer_blocks.3."))

@@ -15,7 +15,7 @@ from hprune.distill.data import DistillData, draw_batch
 from hprune.distill.loop import build_student
 from hprune.flow import velocity_fn
 from hprune.errors import HpruneError
-from hprune.io import load_pruned
+from hprune.folders import MANIFEST, load, save
 from hprune.testing import tiny_flux, tiny_pipeline, tiny_sd3
 
 
@@ -40,10 +40,15 @@ def test_distillation_reduces_the_gap_to_the_teacher(tmp_path):
     cfg = DistillConfig(steps=40, batch_size=8, lr=3e-3, checkpoint_every=100)
     student = distill(teacher, plan, data, cfg, tmp_path / "out", progress=False)
     assert _kd_on(student.eval(), teacher, data) < 0.5 * before
-    loaded = load_pruned(tmp_path / "out")
+    save(student, tmp_path / "model")
+    loaded = load(tmp_path / "model")
     assert len(loaded.transformer_blocks) == 3
+    assert all(torch.equal(a, b) for a, b in zip(loaded.parameters(), student.parameters()))
     summary = json.loads((tmp_path / "out" / "training_summary.json").read_text())
     assert summary["steps"] == 40 and summary["trainable_params"] > 0
+    history = json.loads((tmp_path / "model" / MANIFEST).read_text())["history"]
+    assert [s["stage"] for s in history] == ["prune", "distill"] and history[1]["summary"]["steps"] == 40
+    assert not list((tmp_path / "model").glob("*.csv")) and not (tmp_path / "model" / "checkpoints").exists()
 
 
 def test_flux_student_trains_with_pwp(tmp_path):
@@ -73,6 +78,18 @@ def test_subcomponent_sgdistill_trains_the_parts_of_the_most_sensitive_block(tmp
     s_block, t_block = student.transformer_blocks[2], teacher.transformer_blocks[3]
     assert all(torch.equal(a, b) for a, b in zip(s_block.attn.parameters(), t_block.attn.parameters()))
     assert not torch.equal(s_block.norm1.linear.weight, t_block.norm1.linear.weight)
+
+
+def test_sgdistill_leaves_the_blocks_pwp_froze_at_the_teachers_weights(tmp_path):
+    teacher, data = tiny_sd3(num_layers=4), sd3_data()
+    plan = get_adapter(teacher).make_plan(teacher, ["joint.2"])  # PWP freezes joint.0 and joint.1
+    # the frozen blocks are the least sensitive: SGDistill alone would train them at the full rate
+    sens = {"joint.0.block": 0.001, "joint.1.block": 0.001, "joint.3.block": 0.5}
+    cfg = DistillConfig(steps=2, batch_size=4, lr=1e-2, pwp=True, sgdistill=True)
+    student = distill(teacher, plan, data, cfg, tmp_path / "o", sensitivity=sens, progress=False)
+    for s, t in zip(student.transformer_blocks[:2], teacher.transformer_blocks[:2]):
+        assert all(torch.equal(a, b) for a, b in zip(s.parameters(), t.parameters()))
+    assert not torch.equal(student.proj_out.weight, teacher.proj_out.weight)  # the rest did train
 
 
 def test_refuses_to_overwrite_an_earlier_run(tmp_path):
@@ -115,13 +132,52 @@ def test_killed_run_resumes_bit_for_bit(tmp_path):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     subprocess.run(_cli(tmp_path, tmp_path / "whole", steps), env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    killed = load_file(str(tmp_path / "killed" / "diffusion_pytorch_model.safetensors"))
-    whole = load_file(str(tmp_path / "whole" / "diffusion_pytorch_model.safetensors"))
+    weights = "model/transformer/diffusion_pytorch_model.safetensors"
+    killed = load_file(str(tmp_path / "killed" / weights))
+    whole = load_file(str(tmp_path / "whole" / weights))
     assert killed.keys() == whole.keys()
     assert all(torch.equal(killed[k], whole[k]) for k in whole)
     assert (tmp_path / "killed" / "loss.csv").read_text() == (tmp_path / "whole" / "loss.csv").read_text()
     summary = json.loads((tmp_path / "killed" / "training_summary.json").read_text())
     assert summary["resumed_from"] > 0
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _count_teacher_calls(teacher, stop_at=None) -> list[int]:
+    """Counts the teacher's forward calls (one per training step); with `stop_at`, the call of
+    that number raises: the run stops there as a killed one would, in this process."""
+    calls = [0]
+
+    def hook(module, args, kwargs):
+        if module is teacher:  # the student, a deep copy of the teacher, carries this hook too
+            calls[0] += 1
+            if calls[0] == stop_at:
+                raise _Stopped
+
+    teacher.register_forward_pre_hook(hook, with_kwargs=True)
+    return calls
+
+
+def test_resume_restores_the_ema_state(tmp_path):
+    data = sd3_data(16)
+    plan = get_adapter(tiny_sd3(num_layers=3)).make_plan(tiny_sd3(num_layers=3), ["joint.0"])
+    cfg = DistillConfig(steps=6, batch_size=4, lr=1e-2, checkpoint_every=2, ema_decay=0.9)
+    whole = distill(tiny_sd3(num_layers=3), plan, data, cfg, tmp_path / "whole", progress=False)
+    # stopped in step 3: the checkpoint after step 2 is the latest, step 2's progress is lost
+    teacher = tiny_sd3(num_layers=3)
+    _count_teacher_calls(teacher, stop_at=4)
+    with pytest.raises(_Stopped):
+        distill(teacher, plan, data, cfg, tmp_path / "stopped", progress=False)
+    teacher = tiny_sd3(num_layers=3)
+    calls = _count_teacher_calls(teacher)
+    resumed = distill(teacher, plan, data, cfg, tmp_path / "stopped", resume=True, progress=False)
+    assert calls[0] == cfg.steps - 2  # it resumed from the checkpoint, not from the start
+    whole_params, resumed_params = dict(whole.named_parameters()), dict(resumed.named_parameters())
+    assert whole_params.keys() == resumed_params.keys()
+    assert all(torch.equal(whole_params[k], resumed_params[k]) for k in whole_params)
 
 
 def test_sgdistill_without_sensitivity_is_one_sentence(tmp_path):

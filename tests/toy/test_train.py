@@ -9,7 +9,7 @@ from hprune.errors import HpruneError
 from hprune.toy.pipeline import build_pipeline, load_pipeline, to_model_space
 from hprune.toy.prompts import VOCABULARY
 from hprune.toy.splits import sample_training_batch
-from hprune.toy.train import TEACHERS, TrainConfig, flow_loss, lr_at, main, parse_args, train
+from hprune.toy.train import SWEEP_GUIDANCE, SWEEP_SHIFT, TEACHERS, TrainConfig, flow_loss, lr_at, main, parse_args, train
 
 TINY = {"width": 32, "head_dim": 16, "num_layers": 2, "text_width": 32, "max_length": 16}
 
@@ -70,6 +70,18 @@ def test_train_writes_a_loadable_pipeline(tmp_path):
     assert "init_from" not in record
     log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert log[0]["config"]["family"] == "flux" and "done" in log[-1]
+
+
+def test_training_and_the_choice_of_sampling_defaults_never_read_the_test_split(tmp_path, seal_test_split):
+    cfg = TrainConfig(family="sd3", out=str(tmp_path), arch=tiny_arch("sd3"), steps=1, batch_size=2, warmup=1,
+                      eval_per_category=1, sample_steps=2, workers=0, device="cpu")
+    assert cfg.sweep
+    # the split files' bytes are hashed into training.json (a fingerprint, not a use): only
+    # reading the test prompts through hprune.toy.splits is sealed here
+    with seal_test_split(prompts_file=False):
+        summary = train(cfg)
+    assert (summary["val"]["guidance_scale"], summary["val"]["shift"]) in [(g, s) for g in SWEEP_GUIDANCE
+                                                                          for s in SWEEP_SHIFT]
 
 
 def test_cli_parses_arch_overrides():

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
+from hprune.arch.indices import BlockMap
 from hprune.arch.units import Unit
 from hprune.errors import HpruneError
+from hprune.provenance import base_config, steps_of
 
 
 @dataclass(frozen=True)
@@ -32,9 +34,15 @@ class Adapter:
     model_class: str = ""
     # block kind -> attribute name of the nn.ModuleList on the model
     block_lists: dict[str, str] = {}
+    # block kind -> the config field that holds how many blocks of that kind there are
+    count_keys: dict[str, str] = {}
 
     def block_list(self, model: nn.Module, kind: str) -> nn.ModuleList:
         return getattr(model, self.block_lists[kind])
+
+    def block_counts(self, config) -> dict[str, int]:
+        """Block kind -> number of blocks, read from a diffusers config (dict or FrozenDict)."""
+        return {kind: int(config[key]) for kind, key in self.count_keys.items()}
 
     def blocks(self, model: nn.Module) -> list[tuple[Unit, nn.Module]]:
         return [(Unit(kind, i), blk) for kind in self.block_lists for i, blk in enumerate(self.block_list(model, kind))]
@@ -65,7 +73,25 @@ class Adapter:
         return True
 
     def signature(self, model: nn.Module) -> dict:
+        """The original model's architecture (before any pruning): what a plan is made for."""
+        return self.config_signature(base_config(model))
+
+    def config_signature(self, config: dict) -> dict:
         raise NotImplementedError
+
+    def removed_units(self, model: nn.Module) -> set[Unit]:
+        """Units (original indices) that earlier prune steps took out of `model`."""
+        return {Unit.parse(key) for step in steps_of(model, "prune") for key in step["plan"]["units"]}
+
+    def block_map(self, model: nn.Module) -> BlockMap:
+        """Original <-> current block indices of `model`."""
+        return BlockMap.from_units(self.block_counts(base_config(model)), self.removed_units(model))
+
+    def to_current(self, model: nn.Module, units) -> list[Unit]:
+        """`units` (original indices) not yet removed from `model`, in its current indices."""
+        done = self.removed_units(model)
+        bmap = self.block_map(model)
+        return [bmap.to_current(u) for u in units if u not in done and u.block_unit() not in done]
 
     def norm_linear(self, model: nn.Module, unit: Unit) -> nn.Linear:
         """The AdaLN projection that removing norm `unit` makes constant."""
@@ -99,9 +125,14 @@ class Adapter:
         from hprune.plan import Plan
 
         units = [u if isinstance(u, Unit) else Unit.parse(u) for u in units]
-        self.check_units(model, units)
+        gone = [str(u) for u in units if u in self.removed_units(model) or u.block_unit() in self.removed_units(model)]
+        if gone:
+            raise HpruneError(f"{', '.join(gone)} {'is' if len(gone) == 1 else 'are'} already removed from this model "
+                              "(indices name blocks of the original model); list only units it still has.")
+        current = self.to_current(model, units)
+        self.check_units(model, current)
         plan = Plan(family=self.family, arch=self.signature(model), units=units, **fields)
-        removed = sum(self.unit_params(model, u) for u in plan.units)
+        removed = sum(self.unit_params(model, u) for u in current)
         plan.ratio_reached = round(removed / self.total_params(model), 6)
         return plan
 

@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from hprune.arch.base import Adapter, Swap, count_params
 from hprune.arch.mmdit import delete_from, joint_modules, joint_params, joint_part, joint_subs, joint_swaps
-from hprune.arch.stubs import ColumnSlice, ConstantModulation, ZeroWidth, sliced_linear
+from hprune.arch.stubs import ColumnSlice, ConstantModulation, ZeroWidth, is_removed, sliced_linear
 from hprune.arch.units import SINGLE_SUBS, Unit
 
 SIGNATURE_KEYS = ("num_layers", "num_single_layers", "num_attention_heads", "attention_head_dim",
@@ -26,9 +26,17 @@ class FluxAdapter(Adapter):
     family = "flux"
     model_class = "FluxTransformer2DModel"
     block_lists = {"joint": "transformer_blocks", "single": "single_transformer_blocks"}
+    count_keys = {"joint": "num_layers", "single": "num_single_layers"}
 
     def subcomponents(self, model, kind, index):
-        return joint_subs(self.block_list(model, kind)[index]) if kind == "joint" else SINGLE_SUBS
+        block = self.block_list(model, kind)[index]
+        if kind == "joint":
+            return joint_subs(block)
+        return tuple(sub for sub in SINGLE_SUBS if not is_removed(self._single_part(block, sub)))
+
+    @staticmethod
+    def _single_part(block: nn.Module, sub: str) -> nn.Module:
+        return block.norm.linear if sub == "norm" else getattr(block, SINGLE_PARTS[sub])
 
     def unit_params(self, model, unit):
         block = self.block_list(model, unit.kind)[unit.index]
@@ -47,14 +55,15 @@ class FluxAdapter(Adapter):
     def part_modules(self, block, kind):
         if kind == "joint":
             return joint_modules(block)
-        return {sub: getattr(block, attr) for sub, attr in SINGLE_PARTS.items()}
+        return {sub: getattr(block, attr) for sub, attr in SINGLE_PARTS.items()
+                if not is_removed(self._single_part(block, sub))}
 
     def norm_linear(self, model, unit):
         block = self.block_list(model, unit.kind)[unit.index]
         return joint_part(block, unit.sub) if unit.kind == "joint" else block.norm.linear
 
-    def signature(self, model):
-        return {"class": self.model_class, **{k: model.config[k] for k in SIGNATURE_KEYS if k in model.config}}
+    def config_signature(self, config):
+        return {"class": self.model_class, **{k: config[k] for k in SIGNATURE_KEYS if k in config}}
 
     def swaps(self, model, kind, index, subs, consts, physical):
         block = self.block_list(model, kind)[index]
@@ -64,7 +73,7 @@ class FluxAdapter(Adapter):
 
     def delete_blocks(self, model: nn.Module, units: list[Unit]) -> None:
         counts = {}
-        for kind, key in (("joint", "num_layers"), ("single", "num_single_layers")):
+        for kind, key in self.count_keys.items():
             kept = delete_from(self.block_list(model, kind), {u.index for u in units if u.kind == kind})
             counts[key] = len(kept)
         model.register_to_config(**counts)

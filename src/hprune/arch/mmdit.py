@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from hprune.arch.base import Swap, count_params
-from hprune.arch.stubs import ConstantModulation, DroppedAttention, DroppedFeedForward
+from hprune.arch.stubs import ConstantModulation, DroppedAttention, DroppedFeedForward, is_removed
 from hprune.arch.units import NORM_SUBS
 
 # subcomponent -> attribute of the block
@@ -24,7 +24,9 @@ JOINT_PARTS = {
 
 
 def joint_subs(block: nn.Module) -> tuple[str, ...]:
-    return tuple(sub for sub, attr in JOINT_PARTS.items() if getattr(block, attr, None) is not None)
+    """The subcomponents `block` still has (a removed one is a stub, not listed)."""
+    return tuple(sub for sub, attr in JOINT_PARTS.items()
+                 if getattr(block, attr, None) is not None and not is_removed(joint_part(block, sub)))
 
 
 def joint_modules(block: nn.Module) -> dict[str, nn.Module]:

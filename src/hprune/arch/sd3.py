@@ -18,6 +18,7 @@ class SD3Adapter(Adapter):
     family = "sd3"
     model_class = "SD3Transformer2DModel"
     block_lists = {"joint": "transformer_blocks"}
+    count_keys = {"joint": "num_layers"}
 
     def subcomponents(self, model, kind, index):
         return joint_subs(self.block_list(model, kind)[index])
@@ -40,8 +41,8 @@ class SD3Adapter(Adapter):
     def norm_linear(self, model, unit):
         return joint_part(self.block_list(model, unit.kind)[unit.index], unit.sub)
 
-    def signature(self, model):
-        sig = {k: model.config[k] for k in SIGNATURE_KEYS if k in model.config}
+    def config_signature(self, config):
+        sig = {k: config[k] for k in SIGNATURE_KEYS if k in config}
         sig["dual_attention_layers"] = list(sig.get("dual_attention_layers") or [])
         return {"class": self.model_class, **sig}
 

@@ -90,3 +90,8 @@ def sliced_linear(linear: nn.Linear, start: int, stop: int) -> nn.Linear:
         if linear.bias is not None:
             out.bias = nn.Parameter(linear.bias.clone(), requires_grad=linear.bias.requires_grad)
     return out
+
+
+def is_removed(module) -> bool:
+    """True for what a removed unit leaves behind (the stubs above)."""
+    return isinstance(module, (SkippedBlock, DroppedAttention, DroppedFeedForward, ZeroWidth, ConstantModulation))

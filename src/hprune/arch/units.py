@@ -20,6 +20,8 @@ JOINT_SUBS = ("norm", "context_norm", "attn", "attn2", "mlp", "context_mlp")
 SINGLE_SUBS = ("norm", "attn", "mlp_proj")
 NORM_SUBS = ("norm", "context_norm")
 NORM_MODES = ("mean", "identity")
+# Which single units a contribution analysis removes (`hprune profile --scope`).
+SCOPES = ("all", "blocks", "subcomponents")
 
 
 @dataclass(frozen=True, order=True)

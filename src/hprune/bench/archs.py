@@ -1,12 +1,17 @@
-"""Published transformer configs (config.json of the public checkpoints, typed in) and their inputs."""
+"""Published transformer configs (config.json of the public checkpoints, typed in) and their inputs.
+
+torch is imported inside the functions: `hprune bench --help` lists ARCHS without it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from hprune.errors import HpruneError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -46,10 +51,12 @@ def get_arch(name: str) -> Arch:
     return ARCHS[name]
 
 
-def build_transformer(arch: Arch, device="cuda", dtype=torch.bfloat16, **overrides) -> torch.nn.Module:
-    """Random-weight transformer built directly on `device` in `dtype` (overrides shrink it for tests)."""
+def build_transformer(arch: Arch, device="cuda", dtype: torch.dtype | None = None, **overrides) -> torch.nn.Module:
+    """Random-weight transformer built directly on `device` in `dtype` (default bfloat16; overrides shrink it for tests)."""
+    import torch
     from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
 
+    dtype = torch.bfloat16 if dtype is None else dtype
     cls = SD3Transformer2DModel if arch.family == "sd3" else FluxTransformer2DModel
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
@@ -69,6 +76,8 @@ def latent_tokens(model, resolution: int) -> int:
 
 def make_inputs(arch: Arch, model, resolution: int, batch: int = 1, text_tokens: int | None = None, seed: int = 0) -> dict:
     """Model kwargs for one denoising step at `resolution` (VAE factor 8)."""
+    import torch
+
     cfg = model.config
     dev, dtype = next(model.parameters()).device, torch.bfloat16
     text = text_tokens or arch.text_tokens

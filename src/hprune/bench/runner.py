@@ -16,8 +16,7 @@ import torch
 from hprune.bench import measure
 from hprune.bench.archs import Arch, build_transformer, get_arch, make_inputs, set_timestep
 from hprune.errors import HpruneError
-
-BF16 = "bf16"
+from hprune.quant.names import BF16
 
 
 @dataclass

@@ -10,35 +10,36 @@ bench.json (one row per model and compile setting) and a Markdown table.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from hprune.bench.archs import ARCHS
-from hprune.bench.runner import BF16, HEADER, BenchConfig, Variant, markdown_row, run as run_bench
 from hprune.errors import HpruneError
-from hprune.quant import backends
+from hprune.files import write_atomic, write_json
+from hprune.quant.names import BACKEND_NAMES, BF16
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--arch", required=True, choices=sorted(ARCHS))
+    parser.add_argument("--arch", required=True, choices=sorted(ARCHS), help="published architecture, built with random weights")
     plan = parser.add_mutually_exclusive_group()
     plan.add_argument("--plan", help="an hprune plan file (schema 1) for this architecture")
     plan.add_argument("--remove-last", type=int, metavar="K", help="remove the last K removable blocks")
     plan.add_argument("--ratio", type=float, help="published/late-block plan for this parameter ratio (sd3.5-large 0.2: the authors' blocks)")
-    parser.add_argument("--quant", default=BF16, choices=[BF16, *sorted(backends())], help="weight quantization of the compressed model")
+    parser.add_argument("--quant", default=BF16, choices=[BF16, *BACKEND_NAMES], help="weight quantization of the compressed model")
     parser.add_argument("--group-size", type=int, default=128, help="w4fp8: 128, or 0 for one scale per row")
     parser.add_argument("--compile", action="store_true", help="also measure with each block compiled (torch.compile)")
-    parser.add_argument("--resolution", type=int, default=1024)
+    parser.add_argument("--resolution", type=int, default=1024, help="image side in pixels")
     parser.add_argument("--steps", type=int, default=4, help="steps of the end-to-end transformer time")
     parser.add_argument("--repeats", type=int, default=10, help="timed steps; the median is reported (>= 10)")
     parser.add_argument("--breakdown", action="store_true", help="also write kernel time by category per row")
     parser.add_argument("--text-encoders", action="store_true", help="also count the T5/CLIP encoders' memory")
-    parser.add_argument("--t5-quant", default=None, choices=sorted(backends()), help="with --text-encoders: quantize T5-XXL")
+    parser.add_argument("--t5-quant", default=None, choices=BACKEND_NAMES, help="with --text-encoders: quantize T5-XXL")
     parser.add_argument("--out", default=".", help="folder for bench.json and bench.md")
 
 
-def variant(args) -> Variant | None:
+def variant(args):
+    """The compressed model to measure beside the original (a runner Variant), or None."""
     from hprune.bench.plans import plan_from_file, published_plan, remove_last_plan
+    from hprune.bench.runner import Variant
 
     if args.plan:
         plan, name = (lambda model: plan_from_file(args.plan, model)), Path(args.plan).stem
@@ -54,6 +55,8 @@ def variant(args) -> Variant | None:
 
 
 def run(args) -> int:
+    from hprune.bench.runner import HEADER, BenchConfig, markdown_row, run as run_bench
+
     if args.t5_quant and not args.text_encoders:
         raise HpruneError("--t5-quant needs --text-encoders; add it or drop --t5-quant.")
     v = variant(args)
@@ -62,10 +65,10 @@ def run(args) -> int:
     rows, extras = run_bench(config)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(rows, indent=1) + "\n")
-    (out / "bench.md").write_text(HEADER + "\n" + "\n".join(markdown_row(r) for r in rows) + "\n")
+    write_json(out / "bench.json", rows)  # each file whole or not at all
+    write_atomic(out / "bench.md", HEADER + "\n" + "\n".join(markdown_row(r) for r in rows) + "\n")
     if extras.get("breakdown_ms") or extras.get("text_encoders") or extras.get("failed"):
-        (out / "bench_extras.json").write_text(json.dumps(extras, indent=1) + "\n")
+        write_json(out / "bench_extras.json", extras)
     print(HEADER)
     print("\n".join(markdown_row(r) for r in rows))
     if extras.get("failed"):

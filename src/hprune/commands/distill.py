@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from hprune.distill import DistillConfig, distill
-from hprune.distill.config import SG_GRANULARITIES, SG_GRANULARITY_HELP, SG_SCALE_HELP, SG_SCALES
-from hprune.distill.data import DistillData
+from hprune.distill.config import (OPTIMIZERS, PRECISIONS, SG_GRANULARITIES, SG_GRANULARITY_HELP, SG_SCALE_HELP,
+                                   SG_SCALES, DistillConfig)
 from hprune.distill.sensitivity import load_sensitivity
 from hprune.errors import HpruneError
-from hprune.io import load_any_pipeline
 from hprune.plan import Plan
 
-DATA_FILE = "distill_data.safetensors"
+if TYPE_CHECKING:
+    from hprune.distill.data import DistillData
+
+DATA_FILE = "distill_data-{key}.safetensors"  # in the run folder, keyed by what made it
 
 
 def add_arguments(parser):
     parser.add_argument("--teacher", required=True, help="shapes-sd3 | shapes-flux | a diffusers pipeline folder")
     parser.add_argument("--plan", required=True, help="plan.json (from `hprune plan`)")
-    parser.add_argument("--out", required=True, help="output folder: the distilled pruned model")
+    parser.add_argument("--out", required=True, help="run folder: the distilled model goes to OUT/model, "
+                        "checkpoints, logs and the data cache beside it")
     parser.add_argument("--data", default="shapes:4096",
                         help="shapes[:N] (renders of the training split), an image folder with .txt captions, "
                              "or a cache .safetensors written by an earlier run")
@@ -28,36 +29,51 @@ def add_arguments(parser):
     parser.add_argument("--pwp", action="store_true", help="freeze surviving blocks before the first pruned one")
     parser.add_argument("--pwp-boundary", type=int, help="freeze surviving blocks before this forward position")
     parser.add_argument("--sgdistill", action="store_true", help="per-block learning rate 1/dP (needs --sensitivity)")
-    parser.add_argument("--sg-scale", default="inverse", choices=SG_SCALES, help=SG_SCALE_HELP)
-    parser.add_argument("--sg-granularity", default="block", choices=SG_GRANULARITIES, help=SG_GRANULARITY_HELP)
+    parser.add_argument("--sg-scale", default=DistillConfig.sg_scale, choices=SG_SCALES, help=SG_SCALE_HELP)
+    parser.add_argument("--sg-granularity", default=DistillConfig.sg_granularity, choices=SG_GRANULARITIES,
+                        help=SG_GRANULARITY_HELP)
     parser.add_argument("--sensitivity", help="contribution.jsonl from `hprune profile`")
     parser.add_argument("--norm-means", help="norm_means.pt from `hprune profile` (plans with norm_mode mean)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
-    for name, default, kind in (("steps", 1000, int), ("batch-size", 32, int), ("lr", 1e-4, float),
-                                ("kd-weight", 1.0, float), ("feat-weight", 1.0, float),
-                                ("checkpoint-every", 200, int), ("seed", 0, int)):
-        parser.add_argument(f"--{name}", type=kind, default=default)
-    parser.add_argument("--optimizer", default="adamw", choices=("adamw", "sgd"))
-    parser.add_argument("--mixed-precision", default="bf16" if torch.cuda.is_available() else "no")
-    parser.add_argument("--gradient-checkpointing", action="store_true")
-    parser.add_argument("--ema-decay", type=float)
+    for name, kind, help_text in (("steps", int, "training steps"), ("batch-size", int, "images per step"),
+                                  ("lr", float, "learning rate"), ("kd-weight", float, "weight of the output loss"),
+                                  ("feat-weight", float, "weight of the feature loss"),
+                                  ("checkpoint-every", int, "steps between checkpoints"), ("seed", int, "random seed")):
+        parser.add_argument(f"--{name}", type=kind, default=getattr(DistillConfig, name.replace("-", "_")), help=help_text)
+    parser.add_argument("--optimizer", default=DistillConfig.optimizer, choices=OPTIMIZERS, help="optimizer")
+    parser.add_argument("--mixed-precision", default="auto", type=_precision,
+                        help=f"{' | '.join(PRECISIONS)}, or auto: bf16 when a CUDA GPU is visible, else no")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations to save memory")
+    parser.add_argument("--ema-decay", type=float, help="keep an exponential moving average of the weights (e.g. 0.999)")
 
 
-def load_teacher(name_or_path: str):
-    """(pipeline, transformer) for a shapes teacher name or a pipeline folder."""
-    pipe = load_any_pipeline(name_or_path)
-    return pipe, pipe.transformer
+def _precision(text: str) -> str:
+    if text != "auto":
+        return text
+    import torch
+
+    return "bf16" if torch.cuda.is_available() else "no"
 
 
 def build_data(spec: str, pipe, out: Path, resolution: int, seed: int) -> DistillData:
-    cache = out / DATA_FILE
-    if cache.is_file():
-        return DistillData.load(cache)
+    """The distillation data of `spec`, cached in the run folder under a name keyed by
+    (spec, resolution, seed), so a changed setting never reuses a stale cache."""
+    import hashlib
+
+    from hprune.distill.data import DistillData
+
     if spec.endswith(".safetensors"):
         return DistillData.load(spec)
+    key = hashlib.sha256(repr((spec, resolution, seed)).encode()).hexdigest()[:12]
+    cache = out / DATA_FILE.format(key=key)
+    if cache.is_file():
+        return DistillData.load(cache)
     if spec.startswith("shapes"):
         from hprune.distill.sources import shapes_data
 
+        if not hasattr(pipe.text_encoder, "encode"):
+            raise HpruneError("--data shapes:N works only with the shapes teachers; for a diffusers pipeline pass "
+                              "--data IMAGE_FOLDER (images with a .txt caption beside each).")
         n = int(spec.split(":", 1)[1]) if ":" in spec else 4096
         data = shapes_data(pipe, n, seed=seed)
     else:
@@ -78,12 +94,24 @@ def run(args) -> int:
                         checkpoint_every=args.checkpoint_every,
                         seed=args.seed, mixed_precision=args.mixed_precision,
                         gradient_checkpointing=args.gradient_checkpointing, ema_decay=args.ema_decay)
+    import torch
+
+    from hprune.distill import distill
+    from hprune.folders import load_pipeline, save
+    from hprune.folders.atomic import check_out
+    from hprune.folders.loading import check_plan_for
+    from hprune.folders.paths import RUN_MODEL
+
     plan = Plan.load(args.plan)
-    pipe, teacher = load_teacher(args.teacher)
     out = Path(args.out)
+    check_out(out / RUN_MODEL)
+    check_plan_for(plan, args.teacher)  # before anything is loaded or made
+    pipe = load_pipeline(args.teacher)
     data = build_data(args.data, pipe, out, args.resolution, args.seed)
     sensitivity = load_sensitivity(args.sensitivity) if args.sensitivity else None
     norm_means = torch.load(args.norm_means, weights_only=True) if args.norm_means else None
-    distill(teacher, plan, data, cfg, out, sensitivity=sensitivity, norm_means=norm_means, resume=args.resume)
-    print(f"distilled student saved to {out} (load with hprune.load_pruned)")
+    student = distill(pipe.transformer, plan, data, cfg, out, sensitivity=sensitivity, norm_means=norm_means,
+                      resume=args.resume)
+    model = save(student, out / RUN_MODEL, source=args.teacher)
+    print(f"distilled model saved to {model} (load with hprune.load or hprune.load_pipeline)")
     return 0

@@ -13,10 +13,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from hprune.cuda import avoid_cudnn_attention
+from hprune.cuda import AUTO, DEVICE_HELP, avoid_cudnn_attention, resolve_device
 from hprune.errors import HpruneError
 from hprune.generate import GenerationConfig, Item, generate_to_dir, save_grid
 
@@ -27,23 +26,25 @@ def add_arguments(parser) -> None:
     source.add_argument("--prompts", help="a .txt file (one prompt a line) or .jsonl (scene dicts or {\"prompt\": ...})")
     source.add_argument("--split", choices=("train", "val", "test"), help="a split's evaluation set (equal images per category, fixed seeds)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N items (a split's categories are interleaved)")
-    parser.add_argument("--steps", type=int, default=8, help="sampling steps (default 8)")
-    parser.add_argument("--seed", type=int, default=0, help="added to each image's own seed (a split item's fixed seed, or a prompt file's line index)")
+    parser.add_argument("--steps", type=int, default=GenerationConfig.steps, help="sampling steps")
+    parser.add_argument("--seed", type=int, default=GenerationConfig.seed, help="added to each image's own seed (a split item's fixed seed, or a prompt file's line index)")
     parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's own)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--batch-size", type=int, default=GenerationConfig.batch_size, help="images per pipeline call")
+    parser.add_argument("--device", default=AUTO, type=resolve_device, help=DEVICE_HELP)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--grid", default=None, help="also save the first 32 images as a 4x8 sample grid PNG here")
 
 
 def run(args) -> int:
-    from hprune.toy.pipeline import load_pipeline
+    import torch
+
+    from hprune.folders import load_pipeline
 
     cfg = GenerationConfig(steps=args.steps, seed=args.seed, batch_size=args.batch_size, guidance_scale=args.guidance)
     items = load_items(args.prompts, args.split, args.limit)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     avoid_cudnn_attention()
-    pipe = load_pipeline(args.model, device=device, dtype=torch.bfloat16 if device == "cuda" else torch.float32)
+    pipe = load_pipeline(args.model, torch_dtype=torch.bfloat16 if device == "cuda" else torch.float32, device=device)
     records = generate_to_dir(pipe, items, args.out, cfg, model=str(args.model))
     print(f"{len(records)} images in {args.out} ({Path(args.out) / 'generations.jsonl'})")
     if args.grid:

@@ -4,7 +4,6 @@ import json
 
 from hprune.arch import get_adapter
 from hprune.inspect_units import format_table, unit_table
-from hprune.io import load_transformer
 
 
 def add_arguments(parser):
@@ -13,7 +12,9 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    model = load_transformer(args.model)
+    from hprune.folders import load
+
+    model = load(args.model)
     rows = unit_table(model)
     total = get_adapter(model).total_params(model)
     if args.json:

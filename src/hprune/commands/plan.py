@@ -4,6 +4,8 @@ from pathlib import Path
 
 from hprune.scoring import DEFAULT_R_THRES, PAPER_ALPHA, RANKERS, load_run, plan_for_run
 
+OUTPUTS = {"--out": "file"}  # checked by the CLI before the plan is made
+
 
 def add_arguments(parser):
     parser.add_argument("run_dir", help="run directory written by `hprune profile`")
@@ -14,10 +16,10 @@ def add_arguments(parser):
     parser.add_argument("--alpha", type=float, default=None,
                         help=f"hpp position weight strength (default: the paper's, {PAPER_ALPHA})")
     parser.add_argument("--r-thres", type=float, default=DEFAULT_R_THRES,
-                        help="hpp: whole blocks up to this ratio, subcomponents beyond (default %(default)s)")
+                        help="hpp: whole blocks up to this ratio, subcomponents beyond")
     parser.add_argument("--alignment", default=None,
                         help="bkscore: metric component to rank by (default: the metric's text-image score)")
-    parser.add_argument("--out", default=None, help="plan file to write (default RUN_DIR/plan.json)")
+    parser.add_argument("--out", default=None, help="plan file to write (default: RUN_DIR/plan.json)")
 
 
 def run(args) -> int:

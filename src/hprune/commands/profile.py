@@ -6,12 +6,9 @@ Contribution analysis; shard it over GPUs with
 
 import time
 
-import torch
+from hprune.arch.units import NORM_MODES, SCOPES
 
-from hprune.io import load_any_pipeline
-from hprune.profile import SCOPES, ProfileConfig, profile
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = ("bfloat16", "float16", "float32")  # torch dtype names
 
 
 def add_arguments(parser):
@@ -21,22 +18,25 @@ def add_arguments(parser):
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--split", default="calib", help="calib: balanced shapes prompts from the val split")
     source.add_argument("--prompts", help="text file, one prompt a line (or JSON lines with prompt, seed)")
-    parser.add_argument("--n-prompts", type=int, default=64, help="calibration prompts (default %(default)s)")
+    parser.add_argument("--n-prompts", type=int, default=64, help="calibration prompts")
     parser.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: shapes 8, others 4)")
     parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the teacher's, or 0)")
-    parser.add_argument("--size", type=int, default=None, help="image side for diffusers pipelines")
-    parser.add_argument("--max-sequence-length", type=int, default=None)
+    parser.add_argument("--size", type=int, default=None, help="image side for diffusers pipelines (default: the pipeline's)")
+    parser.add_argument("--max-sequence-length", type=int, default=None,
+                        help="text tokens for diffusers pipelines (default: the pipeline's)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per generation call")
     parser.add_argument("--scope", choices=SCOPES, default="all", help="which single units to remove")
     parser.add_argument("--pairs", action="store_true", help="also every pair of subcomponents within a block")
-    parser.add_argument("--norm-mode", choices=("identity", "mean"), default="identity",
+    parser.add_argument("--norm-mode", choices=NORM_MODES, default="identity",
                         help="a removed norm's modulation: identity (shift 0, scale 0, gate 1) or its calibrated mean")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="weights and compute dtype of the model")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def config_from(args) -> ProfileConfig:
+def config_from(args):
+    from hprune.profile import ProfileConfig
+
     return ProfileConfig(
         metric=args.metric, split=None if args.prompts else args.split, prompts=args.prompts,
         n_prompts=args.n_prompts, seed=args.seed, steps=args.steps, guidance=args.guidance, size=args.size,
@@ -45,11 +45,16 @@ def config_from(args) -> ProfileConfig:
 
 
 def run(args) -> int:
+    import torch
     from accelerate import PartialState
+
+    from hprune.profile import profile
 
     config = config_from(args)
     state = PartialState(cpu=not torch.cuda.is_available())
-    pipe = load_any_pipeline(args.model, state.device, DTYPES[args.dtype])
+    from hprune.folders import load_pipeline
+
+    pipe = load_pipeline(args.model, torch_dtype=getattr(torch, args.dtype), device=state.device)
     start = time.perf_counter()
     rows = profile(pipe, config, args.out, model_name=args.model, progress=not args.no_progress)
     if state.is_main_process:

@@ -1,13 +1,14 @@
-"""`hprune prune MODEL_PATH --plan plan.json --out DIR` (or `--remove-blocks`)."""
+"""`hprune prune MODEL --plan plan.json --out DIR` (or `--remove-blocks`, `--remove`).
+
+Units are named by their index in the original model, also when MODEL was
+pruned before: the new plan is composed with the old one (their union)."""
 
 from pathlib import Path
 
 from hprune.arch import get_adapter
 from hprune.arch.units import Unit
 from hprune.errors import HpruneError
-from hprune.io import is_pipeline_dir, load_transformer, save_pruned, transformer_dir
 from hprune.plan import Plan
-from hprune.surgery import prune_
 
 
 def add_arguments(parser):
@@ -16,6 +17,7 @@ def add_arguments(parser):
     how.add_argument("--plan", help="plan.json made by `hprune plan`")
     how.add_argument("--remove-blocks", help="comma-separated block indices, e.g. 30,31,35 "
                      "(FLUX single blocks as s0,s1,...)")
+    how.add_argument("--remove", help="comma-separated unit names, e.g. joint.3.attn,joint.7,single.5.mlp_proj")
     parser.add_argument("--norm-means", help="norm_means.pt of the profile run (plans with norm_mode mean); "
                         "default: the one beside the plan file, if any")
     parser.add_argument("--out", required=True, help="output folder (must not exist)")
@@ -34,6 +36,13 @@ def blocks_from_text(text: str) -> list[Unit]:
     return units
 
 
+def units_from_text(text: str) -> list[Unit]:
+    units = [Unit.parse(item) for item in filter(None, (t.strip() for t in text.split(",")))]
+    if not units:
+        raise HpruneError("--remove lists no unit; give names like joint.3.attn,joint.7,single.5.mlp_proj.")
+    return units
+
+
 def _norm_means(plan: Plan, args):
     """Calibrated modulations for plans that remove norms in 'mean' mode."""
     if plan.norm_mode != "mean" or not any(u.is_norm for u in plan.units):
@@ -48,20 +57,24 @@ def _norm_means(plan: Plan, args):
 
 
 def run(args) -> int:
-    model = load_transformer(args.model)
+    from hprune.folders import load, pipeline_folder, save
+    from hprune.folders.atomic import check_out
+    from hprune.surgery import prune_
+
+    check_out(Path(args.out), args.overwrite)
+    model = load(args.model)
     adapter = get_adapter(model)
     if args.plan:
         plan = Plan.load(args.plan)
     else:
-        plan = adapter.make_plan(model, blocks_from_text(args.remove_blocks))
+        units = blocks_from_text(args.remove_blocks) if args.remove_blocks else units_from_text(args.remove)
+        plan = adapter.make_plan(model, units)
     norm_means = _norm_means(plan, args)
     before = adapter.total_params(model)
     prune_(model, plan, norm_means)
-    after = sum(p.numel() for p in model.parameters())
+    after = adapter.total_params(model)
     # A pipeline in (a folder or a shipped teacher's name) gives a pipeline out.
-    folder = transformer_dir(args.model)
-    source = folder.parent if folder != Path(args.model) and is_pipeline_dir(folder.parent) else None
-    out = save_pruned(model, plan, Path(args.out), source=source, overwrite=args.overwrite)
+    out = save(model, Path(args.out), source=pipeline_folder(args.model), overwrite=args.overwrite)
     print(f"removed {len(plan.units)} units: {before:,} -> {after:,} parameters "
           f"({100 * (1 - after / before):.1f}% fewer); saved to {out}")
     return 0

@@ -4,19 +4,20 @@ from pathlib import Path
 
 from hprune.errors import HpruneError
 from hprune.plan import check_ratio
-from hprune.report.analysis import report_analysis
 from hprune.scoring import load_run
 
 
 def add_arguments(parser):
     parser.add_argument("run_dir", help="run directory written by `hprune profile`")
-    parser.add_argument("--out", default=None, help="folder for the PNGs and index.html (default RUN_DIR/report)")
-    parser.add_argument("--top-k", type=int, default=10, help="units listed per method (default %(default)s)")
+    parser.add_argument("--out", default=None, help="folder for the PNGs and index.html (default: RUN_DIR/report)")
+    parser.add_argument("--top-k", type=int, default=10, help="units listed per method")
     parser.add_argument("--ratios", default="0.2,0.3", help="ratios at which to compare the methods' plans")
     parser.add_argument("--alpha", type=float, default=None, help="hpp alpha (default: the paper's for the family)")
 
 
 def run(args) -> int:
+    from hprune.report.analysis import report_analysis  # matplotlib
+
     data = load_run(args.run_dir)
     try:
         ratios = [check_ratio(float(r), "--ratios") for r in args.ratios.split(",") if r.strip()]

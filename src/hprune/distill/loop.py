@@ -19,7 +19,7 @@ from hprune.distill.freeze import block_scales, match_blocks, param_groups, pwp_
 from hprune.distill.losses import FeatureTap, feature_loss, kd_loss
 from hprune.flow import velocity_fn
 from hprune.errors import HpruneError
-from hprune.io import PLAN_FILE, write_meta
+from hprune.provenance import record
 from hprune.surgery import prune_
 
 LOSS_CSV = "loss.csv"
@@ -61,8 +61,13 @@ def _trim_log(path: Path, start: int) -> None:
 def distill(teacher, plan, data: DistillData, cfg: DistillConfig, out_dir: str | Path,
             sensitivity: dict[str, float] | None = None, norm_means=None, resume: bool = False,
             progress: bool = True):
-    """Train the physically pruned student; returns it (unwrapped) and writes
-    `out_dir` as a loadable pruned model folder with plan, summary and logs."""
+    """Train the physically pruned student and return it (unwrapped), its history
+    holding the prune and distill steps: save it with `hprune.save`.
+
+    `out_dir` is the run folder: checkpoints/ (resume with `resume=True`),
+    loss.csv, training_summary.json and tensorboard/ land there, never in a
+    model folder. Raises HpruneError when the run folder holds an earlier run
+    and `resume` is not set, or when the settings leave nothing to train."""
     from accelerate import Accelerator
 
     out = Path(out_dir)
@@ -159,15 +164,9 @@ def _log(path: Path, row: dict) -> None:
 
 
 def _finish(out: Path, student, plan, cfg, scales, last, seconds, start) -> None:
-    tmp = out / ".model.tmp"
-    student.save_pretrained(tmp)
-    for file in tmp.iterdir():
-        file.replace(out / file.name)
-    tmp.rmdir()
-    plan.save(out / PLAN_FILE)
     trainable = sum(p.numel() for p in student.parameters() if p.requires_grad)
     summary = {"config": cfg.to_dict(), "steps": cfg.steps, "resumed_from": start, "final": last,
                "seconds": round(seconds, 2), "trainable_params": trainable,
                "total_params": sum(p.numel() for p in student.parameters()), "block_lr_scales": scales}
     (out / SUMMARY).write_text(json.dumps(summary, indent=1) + "\n")
-    write_meta(out)
+    record(student, "distill", summary=summary)

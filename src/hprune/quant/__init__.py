@@ -1,19 +1,21 @@
 """Quantization backends behind one small interface (see hprune.quantize).
 
 Each backend module defines a `Backend` instance; this registry is the only
-place that lists them, so `hprune quantize --backend` and `hprune bench
---quant` offer the same names.
+place that loads them. Their names are declared in hprune.quant.names, which
+`hprune quantize --backend` and `hprune bench --quant` offer without loading
+torch (this package imports torch only inside functions, for the same reason).
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-
-import torch
-import torch.nn as nn
+from typing import TYPE_CHECKING
 
 from hprune.errors import HpruneError
+
+if TYPE_CHECKING:
+    import torch.nn as nn
 
 
 @dataclass
@@ -32,6 +34,8 @@ class Backend:
         missing = [pip for imp, pip in zip(self.packages, self.pip_names) if importlib.util.find_spec(imp) is None]
         if missing:
             raise HpruneError(f"backend '{self.name}' needs {', '.join(missing)}; install it with `pip install {' '.join(missing)}` or pick another --backend.")
+        import torch
+
         if self.needs_gpu and not torch.cuda.is_available():
             raise HpruneError(f"backend '{self.name}' needs a CUDA GPU and none is visible; run on a GPU machine or pick --backend w4fp8, which also runs (slowly) on CPU.")
 

@@ -19,7 +19,9 @@ FP8_MAX = 448.0
 
 
 def supports(linear: nn.Linear) -> bool:
-    return linear.in_features % TILE_K == 0
+    # A layer left with no inputs by pruning (a FLUX proj_out whose branches are
+    # all gone) stays a 16-bit bias-only layer.
+    return linear.in_features > 0 and linear.in_features % TILE_K == 0
 
 
 def pack_int4(weight: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -196,18 +196,16 @@ def resolve(name_or_path: str | Path) -> Path:
 
 def load_pipeline(name_or_path: str | Path, device: str | torch.device = "cpu",
                   dtype: torch.dtype = torch.float32) -> ShapesPipeline:
-    """Load `shapes-sd3`, `shapes-flux` or a saved shapes pipeline folder
-    (a pruned one too: `hprune prune shapes-sd3 --plan ... --out DIR`)."""
-    from hprune.io import load_transformer
-
+    """Load `shapes-sd3`, `shapes-flux` or a saved, unmodified shapes pipeline folder.
+    Folders that hprune pruned, distilled or quantized load with `hprune.load_pipeline`."""
     path = resolve(name_or_path)
+    if (path / "transformer" / "hprune.json").is_file():
+        raise HpruneError(f"{path} holds a model changed by hprune; load it with hprune.load_pipeline.")
     class_name = json.loads((path / "model_index.json").read_text()).get("_class_name")
     if class_name not in PIPELINES:
         raise HpruneError(f"{path} holds a {class_name} pipeline; load_pipeline reads only {sorted(PIPELINES)}.")
     try:
-        # hprune's loader also reads transformers pruned by subcomponents.
-        transformer = load_transformer(path, torch_dtype=dtype)
-        pipe = PIPELINES[class_name].from_pretrained(path, transformer=transformer, dtype=dtype)
+        pipe = PIPELINES[class_name].from_pretrained(path, dtype=dtype)
     except (OSError, ValueError, RuntimeError) as err:
         raise HpruneError(f"could not load the pipeline in {path} ({err}); the folder looks damaged, copy it again.")
     pipe.set_progress_bar_config(disable=True)

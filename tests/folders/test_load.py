@@ -7,7 +7,7 @@ from diffusers import DiffusionPipeline, FluxTransformer2DModel, SD3Transformer2
 
 from hprune.arch import get_adapter
 from hprune.errors import HpruneError
-from hprune.io import PLAN_FILE, load_pruned, load_pruned_pipeline, save_pruned
+from hprune.folders import MANIFEST, load, load_pipeline, save
 from hprune.surgery import calibrate_norms, prune_
 from hprune.testing import TINY_MODELS, dummy_inputs, tiny_flux, tiny_generate, tiny_pipeline, tiny_sd3
 
@@ -31,10 +31,12 @@ def test_subcomponent_plan_round_trips(tmp_path, family, mode):
     means = calibrate_norms(model, [kwargs])
     plan = get_adapter(model).make_plan(model, PLANS[family], norm_mode=mode)
     prune_(model, plan, means)
-    save_pruned(model, plan, tmp_path / "out")
-    loaded = load_pruned(tmp_path / "out")
+    save(model, tmp_path / "out")
+    loaded = load(tmp_path / "out")
     assert torch.allclose(_out(loaded, kwargs), _out(model, kwargs), atol=1e-6)
-    assert json.loads((tmp_path / "out" / PLAN_FILE).read_text())["schema"] == 1
+    manifest = json.loads((tmp_path / "out" / MANIFEST).read_text())
+    assert [s["stage"] for s in manifest["history"]] == ["prune"]
+    assert manifest["history"][0]["plan"]["units"] == [u.key for u in plan.units]
 
 
 @pytest.mark.parametrize("cls,make,units", [
@@ -45,10 +47,10 @@ def test_block_plan_loads_with_plain_diffusers(tmp_path, cls, make, units):
     model = make()
     kwargs = dummy_inputs(model)
     prune_(model, get_adapter(model).make_plan(model, units))
-    save_pruned(model, get_adapter(model).make_plan(make(), units), tmp_path / "out")
+    save(model, tmp_path / "out")
     plain = cls.from_pretrained(tmp_path / "out")
     assert torch.allclose(_out(plain, kwargs), _out(model, kwargs), atol=1e-6)
-    assert torch.allclose(_out(load_pruned(tmp_path / "out"), kwargs), _out(model, kwargs), atol=1e-6)
+    assert torch.allclose(_out(load(tmp_path / "out"), kwargs), _out(model, kwargs), atol=1e-6)
 
 
 @pytest.mark.parametrize("family", ["sd3", "flux"])
@@ -59,7 +61,7 @@ def test_pruned_pipeline_folder_generates_through_diffusers(tmp_path, family):
     units = ["joint.0"] if family == "sd3" else ["single.1"]
     plan = get_adapter(model).make_plan(model, units)
     prune_(model, plan)
-    save_pruned(model, plan, tmp_path / "pruned", source=tmp_path / "pipe")
+    save(model, tmp_path / "pruned", source=tmp_path / "pipe")
     plain = DiffusionPipeline.from_pretrained(tmp_path / "pruned")  # whole blocks: no hprune needed
     image = tiny_generate(plain)
     assert image.shape == (16, 16, 3) and np.isfinite(image).all()
@@ -71,17 +73,17 @@ def test_subcomponent_pipeline_loads_with_hprune(tmp_path):
     pipe.save_pretrained(tmp_path / "pipe")
     plan = get_adapter(pipe.transformer).make_plan(pipe.transformer, ["joint.1.attn", "joint.2.mlp"])
     prune_(pipe.transformer, plan)
-    save_pruned(pipe.transformer, plan, tmp_path / "pruned", source=tmp_path / "pipe")
-    loaded = load_pruned_pipeline(tmp_path / "pruned")
+    save(pipe.transformer, tmp_path / "pruned", source=tmp_path / "pipe")
+    loaded = load_pipeline(tmp_path / "pruned")
     np.testing.assert_allclose(tiny_generate(loaded), tiny_generate(pipe), atol=1e-5)
 
 
 def test_not_a_model(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(HpruneError, match="not a diffusers model"):
-        load_pruned(tmp_path / "empty")
+        load(tmp_path / "empty")
     with pytest.raises(HpruneError, match="does not exist"):
-        load_pruned(tmp_path / "missing")
+        load(tmp_path / "missing")
 
 
 def test_truncated_weights(tmp_path):
@@ -90,10 +92,10 @@ def test_truncated_weights(tmp_path):
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2])
     with pytest.raises(HpruneError, match="truncated"):
-        load_pruned(tmp_path / "m")
+        load(tmp_path / "m")
     weights.write_bytes(b"garbage")
     with pytest.raises(HpruneError, match="not a readable safetensors"):
-        load_pruned(tmp_path / "m")
+        load(tmp_path / "m")
 
 
 def test_unsupported_class(tmp_path):
@@ -101,21 +103,56 @@ def test_unsupported_class(tmp_path):
 
     AutoencoderKL(block_out_channels=(4,), norm_num_groups=1).save_pretrained(tmp_path / "vae")
     with pytest.raises(HpruneError, match="does not support AutoencoderKL"):
-        load_pruned(tmp_path / "vae")
+        load(tmp_path / "vae")
 
 
 def test_save_is_atomic_and_refuses_to_overwrite(tmp_path, monkeypatch):
     model = tiny_sd3()
-    plan = get_adapter(model).make_plan(model, ["joint.0"])
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "x").write_text("keep")
     with pytest.raises(HpruneError, match="already exists"):
-        save_pruned(model, plan, tmp_path / "taken")
+        save(model, tmp_path / "taken")
 
     def fail(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(type(plan), "save", fail)
+    monkeypatch.setattr(type(model), "save_pretrained", fail)
     with pytest.raises(OSError):
-        save_pruned(model, plan, tmp_path / "new")
+        save(model, tmp_path / "new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # nothing half-written
+
+
+def test_weights_under_another_safetensors_name_load(tmp_path):
+    model = tiny_sd3(num_layers=2)
+    model.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "diffusion_pytorch_model.safetensors").rename(tmp_path / "m" / "model.safetensors")
+    kwargs = dummy_inputs(model)
+    assert torch.allclose(_out(load(tmp_path / "m"), kwargs), _out(model, kwargs))
+
+
+def test_units_of_a_loaded_pruned_model_leave_out_removed_parts(tmp_path):
+    model = tiny_flux()
+    prune_(model, get_adapter(model).make_plan(model, PLANS["flux"]))
+    save(model, tmp_path / "out")
+    listed = {info.unit.key for info in get_adapter(model).units(load(tmp_path / "out"))}
+    # current indices: joint.0 is gone, so original joint.1 is joint.0 now
+    assert not listed & {"single.1.attn", "single.2.mlp_proj", "single.0.norm", "joint.0.context_norm"}
+    assert {"single.1.mlp_proj", "single.2.attn", "joint.0.norm"} <= listed
+
+
+def test_a_folder_of_an_older_hprune_is_one_sentence(tmp_path):
+    tiny_sd3().save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "hprune_plan.json").write_text("{}")
+    with pytest.raises(HpruneError, match="older hprune"):
+        load(tmp_path / "m")
+
+
+def test_weights_that_do_not_fit_the_manifest_are_one_sentence(tmp_path):
+    model = tiny_sd3(num_layers=3)
+    prune_(model, get_adapter(model).make_plan(model, ["joint.0.mlp"]))
+    save(model, tmp_path / "out")
+    tiny_sd3(num_layers=3).save_pretrained(tmp_path / "other")
+    (tmp_path / "other" / "diffusion_pytorch_model.safetensors").replace(
+        tmp_path / "out" / "diffusion_pytorch_model.safetensors")
+    with pytest.raises(HpruneError, match="changed after it was saved"):
+        load(tmp_path / "out")
