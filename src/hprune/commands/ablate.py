@@ -27,8 +27,8 @@ def add_arguments(parser):
                         help="with --r-thres val: distil each candidate plan this many steps before scoring it "
                              "(0: score the pruned model)")
     parser.add_argument("--quant", choices=BACKEND_NAMES, help="also score every row with this 4-bit backend")
-    parser.add_argument("--steps", type=int, default=2000, help="distillation steps per row (same for every row)")
-    parser.add_argument("--batch-size", type=int, default=64, help="distillation batch size")
+    parser.add_argument("--steps", type=int, default=dcfg.steps, help="distillation steps per row (same for every row)")
+    parser.add_argument("--batch-size", type=int, default=dcfg.batch_size, help="distillation batch size")
     parser.add_argument("--lr", type=float, default=dcfg.lr, help="distillation learning rate")
     parser.add_argument("--feat-weight", type=float, default=dcfg.feat_weight, help="weight of the feature loss")
     parser.add_argument("--sg-scale", default=dcfg.sg_scale, choices=SG_SCALES, help=SG_SCALE_HELP)
