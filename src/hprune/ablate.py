@@ -93,9 +93,10 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def score_transformer(pipe, transformer, cfg: AblateConfig, strip: Path | None = None) -> dict:
+def score_transformer(pipe, transformer, cfg: AblateConfig, strip: Path | None = None, progress: bool = False) -> dict:
     """ShapesEval scores of the pipeline drawing with `transformer`; with `strip`, also a PNG of
-    the first image of every category (the same prompts and seeds for every row)."""
+    the first image of every category (the same prompts and seeds for every row); `progress`
+    shows a bar per batch of `cfg.eval_batch` images."""
     from hprune.generate import GenerationConfig, generate_images, save_grid
     from hprune.metrics.shapes import evaluate
     from hprune.toy.splits import eval_set
@@ -104,7 +105,7 @@ def score_transformer(pipe, transformer, cfg: AblateConfig, strip: Path | None =
     original, pipe.transformer = pipe.transformer, transformer
     try:
         images = generate_images(pipe, [i.prompt for i in items], [i.seed for i in items],
-                                 GenerationConfig(steps=cfg.eval_steps, batch_size=cfg.eval_batch))
+                                 GenerationConfig(steps=cfg.eval_steps, batch_size=cfg.eval_batch), progress=progress)
     finally:
         pipe.transformer = original
     if strip is not None:

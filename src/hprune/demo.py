@@ -63,11 +63,11 @@ def shapes_demo(per_category: int) -> None:
     pipe = load_pipeline("shapes-sd3")
     plan = Plan.load(SHAPES_PLAN)
     pruned = prune_(copy.deepcopy(pipe.transformer), plan)
-    cfg = AblateConfig(per_category=per_category)
+    cfg = AblateConfig(per_category=per_category, eval_batch=8)  # small batches: the bar moves every few seconds
     print(f"\nshapes-sd3: {per_category * 8} held-out test images, 8 steps, teacher vs HPP plan "
           f"({100 * plan.ratio_reached:.1f}% of parameters removed, no distillation)")
-    teacher = score_transformer(pipe, pipe.transformer, cfg)
-    student = score_transformer(pipe, pruned, cfg)
+    teacher = score_transformer(pipe, pipe.transformer, cfg, progress=True)
+    student = score_transformer(pipe, pruned, cfg, progress=True)
     print(f"{'model':<10} {'semantic':>9} {'quality':>8}")
     for name, scores in (("teacher", teacher), ("pruned", student)):
         print(f"{name:<10} {scores['semantic']:>9.3f} {scores['quality']:>8.3f}")
