@@ -57,7 +57,7 @@ def dummy_inputs(model, batch: int = 2, seed: int = 0, text_len: int = 6) -> dic
             timestep=timestep / 1000,
             img_ids=grid_ids(side, side),
             txt_ids=torch.zeros(text_len, 3),
-            guidance=None,
+            guidance=torch.full((batch,), 3.5) if cfg.guidance_embeds else None,  # FLUX.1-dev style
             return_dict=False,
         )
     side = cfg.sample_size
@@ -116,17 +116,18 @@ def _tiny_vae(latent_channels: int, seed: int):
                          norm_num_groups=1, sample_size=16, shift_factor=0.0, scaling_factor=1.0).eval()
 
 
-def tiny_pipeline(family: str = "sd3", seed: int = 0):
-    """A full diffusers pipeline (transformer, text encoders, VAE, scheduler)."""
+def tiny_pipeline(family: str = "sd3", seed: int = 0, transformer=None):
+    """A full diffusers pipeline (transformer, text encoders, VAE, scheduler); `transformer`
+    replaces the family's tiny one (e.g. tiny_sd3(num_layers=10))."""
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, StableDiffusion3Pipeline
 
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
     if family == "flux":
-        return FluxPipeline(transformer=tiny_flux(seed=seed), scheduler=scheduler,
+        return FluxPipeline(transformer=transformer or tiny_flux(seed=seed), scheduler=scheduler,
                             text_encoder=_tiny_clip(8, False, seed), tokenizer=tiny_tokenizer(),
                             text_encoder_2=_tiny_t5(32, seed), tokenizer_2=tiny_tokenizer(),
                             vae=_tiny_vae(1, seed))
-    transformer = TINY_MODELS[family](seed=seed)
+    transformer = transformer or TINY_MODELS[family](seed=seed)
     return StableDiffusion3Pipeline(transformer=transformer, scheduler=scheduler,
                                     text_encoder=_tiny_clip(8, True, seed), tokenizer=tiny_tokenizer(),
                                     text_encoder_2=_tiny_clip(8, True, seed + 1), tokenizer_2=tiny_tokenizer(),
@@ -134,9 +135,10 @@ def tiny_pipeline(family: str = "sd3", seed: int = 0):
                                     vae=_tiny_vae(4, seed))
 
 
-def tiny_generate(pipe, prompt: str = "a red circle", seed: int = 0, steps: int = 2):
-    """One small image through the real pipeline call; returns a float array."""
+def tiny_generate(pipe, prompt: str = "a red circle", seed: int = 0, steps: int = 2, **overrides):
+    """One small image through the real pipeline call; returns a float array. `overrides`
+    go to the pipeline call (e.g. guidance_scale=2.0, skip_guidance_layers=[1])."""
     gen = torch.Generator().manual_seed(seed)
     kwargs = dict(height=16, width=16, num_inference_steps=steps, generator=gen, output_type="np",
                   max_sequence_length=16, guidance_scale=0.0)
-    return pipe(prompt, **kwargs).images[0]
+    return pipe(prompt, **{**kwargs, **overrides}).images[0]

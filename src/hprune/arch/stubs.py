@@ -77,6 +77,9 @@ class ColumnSlice(nn.Module):
         self.linear, self.start, self.stop = linear, start, stop
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if type(self.linear) is not nn.Linear:  # a wrapped layer (a LoRA) reads zeros in the removed columns
+            pad = [x.new_zeros(*x.shape[:-1], n) for n in (self.start, self.linear.in_features - self.stop)]
+            return self.linear(torch.cat([pad[0], x, pad[1]], -1))
         return F.linear(x, self.linear.weight[:, self.start : self.stop], self.linear.bias)
 
 

@@ -20,7 +20,7 @@ from hprune.folders.manifest import MANIFEST, Manifest
 from hprune.folders.paths import MODEL_INDEX, model_folder, pipeline_folder
 from hprune.folders.weights import read_state
 from hprune.plan import Plan, compose
-from hprune.provenance import restore
+from hprune.provenance import restore, steps_of
 from hprune.quant import get_backend
 from hprune.quantize import QuantConfig, quant_state
 from hprune.surgery import check_plan_signature, prune_
@@ -111,7 +111,9 @@ def _check_materialised(model: nn.Module, folder: Path) -> None:
 def load_pipeline(path: str | Path, torch_dtype: torch.dtype | None = None, device: str | torch.device = "cpu"):
     """The diffusers pipeline in `path` (a pipeline or run folder, or a shipped
     teacher's name) with its transformer loaded by `load`. Shapes pipelines load
-    as hprune's ShapesPipeline (float32 unless `torch_dtype`)."""
+    as hprune's ShapesPipeline (float32 unless `torch_dtype`). A diffusers pipeline
+    whose transformer was pruned or quantized takes block indices of the original
+    model in `skip_guidance_layers` and in LoRA files (hprune.arch.original_indices)."""
     from hprune.toy.pipeline import PIPELINES, SHIPPED
 
     folder = pipeline_folder(path)
@@ -135,4 +137,8 @@ def load_pipeline(path: str | Path, torch_dtype: torch.dtype | None = None, devi
     except (OSError, ValueError) as err:
         raise HpruneError(f"could not load the pipeline components in {folder} ({err}); copy the folder again.") from None
     pipe.set_progress_bar_config(disable=True)
+    if not shapes and (steps_of(transformer, "prune") or quant is not None):
+        from hprune.arch.original_indices import with_original_indices
+
+        pipe = with_original_indices(pipe)
     return pipe.to(device)

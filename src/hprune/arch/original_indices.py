@@ -1,0 +1,209 @@
+"""Tools that name blocks by their index in the unpruned model, on a pruned model.
+
+Skip-layer guidance (`skip_guidance_layers=[7, 8, 9]`) and LoRA files
+(`transformer.transformer_blocks.12.attn.to_q.lora_A.weight`) name blocks by
+their index in the original model; whole-block pruning renumbers the
+survivors. These functions translate with the model's `BlockMap`
+(`Adapter.block_map`), built from the prune steps in its history:
+
+- `translate_layers(model, [7, 8, 9])`: original block indices -> current ones;
+- `translate_state_dict(model, lora)`: a diffusers-format (LoRA) state dict
+  renamed to current indices, without what pruning removed;
+- `with_original_indices(pipe)`: a pipeline whose `__call__(skip_guidance_layers=...)`
+  and `load_lora_weights(...)` take original indices. `hprune.load_pipeline`
+  applies it to every pipeline whose transformer was pruned or quantized.
+
+What pruning removed is left out with one logged line (logger `hprune`); an
+index the original model never had raises HpruneError.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+
+import torch.nn as nn
+
+from hprune.arch import get_adapter
+from hprune.arch.flux import SINGLE_PARTS
+from hprune.arch.mmdit import JOINT_PARTS
+from hprune.arch.units import Unit
+from hprune.errors import HpruneError
+
+log = logging.getLogger("hprune")
+
+# `transformer_blocks.12.` / `single_transformer_blocks.3.` anywhere in a key, after any prefix
+# (the lookbehind keeps `transformer_blocks` inside `single_transformer_blocks` from matching).
+_BLOCK = re.compile(r"(?<![A-Za-z0-9_])(transformer_blocks|single_transformer_blocks)\.(\d+)\.")
+# Key layouts diffusers converts in `pipe.lora_state_dict` (BFL/kohya FLUX, SAI SD3 names).
+_OTHER_LAYOUTS = ("double_blocks", "single_blocks", "joint_blocks")
+_PARTS = {"joint": JOINT_PARTS, "single": SINGLE_PARTS}
+
+
+def translate_layers(model: nn.Module, indices, kind: str = "joint") -> list[int]:
+    """Block indices of the original model (e.g. SD3.5's `skip_guidance_layers=[7, 8, 9]`)
+    -> the same blocks' indices in `model`. Blocks pruning removed are left out
+    (one logged line names them); an index the original model never had raises HpruneError."""
+    bmap = get_adapter(model).block_map(model)
+    current = {int(i): bmap.current(kind, int(i)) for i in indices}
+    gone = [i for i, new in current.items() if new is None]
+    if gone:
+        log.warning("hprune: %s were removed by pruning; left out of the block list.",
+                    ", ".join(f"{kind}.{i}" for i in gone))
+    return [new for new in current.values() if new is not None]
+
+
+def translate_state_dict(model: nn.Module, state_dict: dict) -> dict:
+    """A state dict whose keys name blocks by original index (any prefix, e.g. a diffusers/peft
+    LoRA's `transformer.transformer_blocks.0.attn.to_q.lora_A.weight`) renamed to `model`'s
+    current indices. Tensors of removed blocks and removed parts (a removed attn's `to_q`, a
+    removed `ff`) are left out with one logged line; for a FLUX single block that lost its attn
+    or mlp_proj, the input side of `proj_out` (`lora_A`) keeps only the surviving columns,
+    as pruning did to the base weight. Keys must be in diffusers layout
+    (`pipe.lora_state_dict(path)` converts the others)."""
+    names = _Names(model)
+    out, dropped = {}, []
+    for key, value in state_dict.items():
+        new, unit = names.translate(key)
+        if new is None:
+            dropped.append(unit)
+            continue
+        out[new] = names.slice_proj_out(new, unit, value)
+    if dropped:
+        log.warning("hprune: left out %d of %d tensors of the state dict: they belong to %s, removed by pruning.",
+                    len(dropped), len(state_dict), ", ".join(sorted({_name(u) for u in dropped})))
+    return out
+
+
+def _name(unit: Unit) -> str:
+    return f"{unit.kind}.{unit.index}" if unit.is_block else unit.key
+
+
+class _Names:
+    """Original-index names -> current names for one model."""
+
+    def __init__(self, model: nn.Module):
+        adapter = get_adapter(model)
+        self.model, self.adapter = model, adapter
+        self.kinds = {attr: kind for kind, attr in adapter.block_lists.items()}
+        bmap = adapter.block_map(model)
+        self.original = bmap.original
+        self.mapping = {kind: bmap.mapping(kind) for kind in self.kinds.values()}
+        self.removed = adapter.removed_units(model)
+
+    def translate(self, key: str) -> tuple[str | None, Unit | None]:
+        """(`key` in current indices, or None when pruning removed what it names; the unit it names)."""
+        match = _BLOCK.search(key)
+        if match is None or match.group(1) not in self.kinds:
+            if any(layout in key for layout in _OTHER_LAYOUTS):
+                raise HpruneError(f"'{key}' is not in diffusers' key layout; convert the state dict first "
+                                  "(pipe.lora_state_dict(path) does) and pass the result.")
+            return key, None
+        kind, index = self.kinds[match.group(1)], int(match.group(2))
+        if index >= self.original[kind]:
+            raise HpruneError(f"'{key}' names {kind} block {index}, but the original model had "
+                              f"{self.original[kind]} {kind} blocks; it was made for another model.")
+        rest = key[match.end():]
+        for sub, attr in _PARTS[kind].items():
+            if rest.startswith(attr + ".") and Unit(kind, index, sub) in self.removed:
+                return None, Unit(kind, index, sub)
+        if index not in self.mapping[kind]:
+            return None, Unit(kind, index)
+        return key[:match.start(2)] + str(self.mapping[kind][index]) + key[match.end(2):], Unit(kind, index)
+
+    def slice_proj_out(self, key: str, unit: Unit | None, value):
+        """The input side of a LoRA on a FLUX single block's `proj_out`, cut like its base weight."""
+        if unit is None or unit.kind != "single" or ".proj_out.lora_A." not in key:
+            return value
+        subs = {sub for sub in ("attn", "mlp_proj") if Unit("single", unit.index, sub) in self.removed}
+        block = self.adapter.block_list(self.model, "single")[self.mapping["single"][unit.index]]
+        dim, mlp = block.proj_out.out_features, block.mlp_hidden_dim
+        if not subs or value.shape[-1] != dim + mlp:
+            return value
+        start = dim if "attn" in subs else 0
+        stop = dim if "mlp_proj" in subs else dim + mlp
+        return value[..., start:stop].contiguous()
+
+    def translate_name(self, name: str) -> str | None:
+        """A module name (a LoRA config's target_modules, rank_pattern keys) in current indices."""
+        new, _ = self.translate(name + ".")
+        return None if new is None else new[:-1]
+
+
+def _translate_metadata(names: _Names, metadata: dict | None) -> dict | None:
+    """A LoRA's adapter metadata (peft LoraConfig fields) with module names in current indices."""
+    if not metadata:
+        return metadata
+    out = {}
+    for field, value in metadata.items():
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            value = [new for new in map(names.translate_name, value) if new is not None]
+        elif isinstance(value, dict):
+            value = {new: v for k, v in value.items() if (new := names.translate_name(k)) is not None}
+        out[field] = value
+    return out
+
+
+def _translate_lora(model: nn.Module, loaded, return_alphas: bool = False, return_lora_metadata: bool = False):
+    """What a pipeline's `lora_state_dict` returned — the state dict, then the network alphas
+    and the adapter metadata when asked for — in current indices."""
+    if not (return_alphas or return_lora_metadata):
+        return translate_state_dict(model, loaded)
+    names = _Names(model)
+    state, *rest = loaded
+    out = [translate_state_dict(model, state)]
+    if return_alphas:  # keys such as `transformer.transformer_blocks.0.attn.to_q.alpha`
+        alphas = rest.pop(0)
+        out.append(alphas and {new: v for k, v in alphas.items() if (new := names.translate(k)[0]) is not None})
+    if return_lora_metadata:
+        out.append(_translate_metadata(names, rest.pop(0)))
+    return tuple(out)
+
+
+class OriginalIndicesPipeline:
+    """Mixed into a diffusers pipeline class by `with_original_indices`: block indices given to
+    the pipeline are those of the original (unpruned) transformer."""
+
+    def __call__(self, *args, **kwargs):
+        layers = kwargs.get("skip_guidance_layers")
+        if layers is not None:
+            kwargs["skip_guidance_layers"] = translate_layers(self.transformer, layers) or None
+        return super().__call__(*args, **kwargs)
+
+    def load_lora_weights(self, *args, **kwargs):
+        """diffusers' `load_lora_weights`, with the LoRA's keys in original indices translated
+        (`translate_state_dict`) after diffusers reads and converts them."""
+        _refuse_unfused_quantized(self.transformer)
+        read, transformer = type(self).lora_state_dict, self.transformer
+        # diffusers' load_lora_weights reads the file through self.lora_state_dict: shadow it for this call
+        self.__dict__["lora_state_dict"] = lambda *a, **kw: _translate_lora(
+            transformer, read(*a, **kw), kw.get("return_alphas", False), kw.get("return_lora_metadata", False))
+        try:
+            return super().load_lora_weights(*args, **kwargs)
+        finally:
+            self.__dict__.pop("lora_state_dict", None)
+
+
+def _refuse_unfused_quantized(model: nn.Module) -> None:
+    from hprune.quantize import quant_state
+
+    quant = quant_state(model)
+    if quant is not None and quant[0].backend == "w4fp8":
+        raise HpruneError("a LoRA cannot be loaded into a w4fp8-quantized transformer; fuse it into the 16-bit "
+                          "model before quantizing (pipe.load_lora_weights(...); pipe.fuse_lora(); "
+                          "pipe.unload_lora_weights(); then quantize pipe.transformer).")
+
+
+@functools.cache
+def _subclass(cls: type) -> type:
+    # Same name as the diffusers class, so save_pretrained writes the same model_index.json.
+    return type(cls.__name__, (OriginalIndicesPipeline, cls), {"__module__": cls.__module__})
+
+
+def with_original_indices(pipe):
+    """`pipe`, in place, taking skip-layer guidance indices and LoRA keys in the original model's
+    block numbering (its class becomes a subclass of its own class of the same name)."""
+    if not isinstance(pipe, OriginalIndicesPipeline):
+        pipe.__class__ = _subclass(type(pipe))
+    return pipe
