@@ -15,6 +15,9 @@ _LAZY = {
     "Plan": ("hprune.plan", "Plan"),
     "quantize_": ("hprune.quantize", "quantize_"),
     "QuantConfig": ("hprune.quantize", "QuantConfig"),
+    "translate_layers": ("hprune.arch.original_indices", "translate_layers"),
+    "translate_state_dict": ("hprune.arch.original_indices", "translate_state_dict"),
+    "with_original_indices": ("hprune.arch.original_indices", "with_original_indices"),
 }
 
 

@@ -49,8 +49,7 @@ def translate_layers(model: nn.Module, indices, kind: str = "joint") -> list[int
     current = {int(i): bmap.current(kind, int(i)) for i in indices}
     gone = [i for i, new in current.items() if new is None]
     if gone:
-        log.warning("hprune: %s were removed by pruning; left out of the block list.",
-                    ", ".join(f"{kind}.{i}" for i in gone))
+        log.warning("hprune: pruning removed %s; left out of the block list.", ", ".join(f"{kind}.{i}" for i in gone))
     return [new for new in current.values() if new is not None]
 
 
