@@ -59,3 +59,31 @@ def _sealed_test_split(*files, prompts_file: bool = True):
 def seal_test_split():
     """`with seal_test_split(*files, prompts_file=True):` reading the test split (or `files`) inside raises."""
     return _sealed_test_split
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A headless Debian `chromium` driven by Playwright (no browser download: the system binary).
+    The README's test command installs it with apt; without it the browser tests fail, not skip,
+    so CI cannot go green without running them."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    path = shutil.which("chromium")
+    assert path, "Debian's chromium is not installed: apt-get install -y chromium"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser_page(chromium):
+    """A fresh page; `page.console_errors` collects console errors and uncaught page errors."""
+    page = chromium.new_page()
+    page.console_errors = []
+    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+    page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+    yield page
+    page.close()
