@@ -25,6 +25,8 @@ from hprune.errors import HpruneError, os_error_message
 
 # name -> (one-line help, issue that builds it)
 COMMANDS: dict[str, tuple[str, int]] = {
+    "run": ("the whole job: analyse, prune, distill, quantize, evaluate, report (resumable)", 17),
+    "report": ("write a run folder's report (HTML page and Markdown)", 17),
     "inspect": ("print the table of removable units of a model", 4),
     "prune": ("apply a pruning plan and save the pruned model", 4),
     "generate": ("generate images from prompts with a (pruned) model", 5),
@@ -36,6 +38,7 @@ COMMANDS: dict[str, tuple[str, int]] = {
     "ablate": ("run the method ablation tables on the shapes testbed", 7),
     "quantize": ("4-bit post-training weight quantization", 8),
     "bench": ("latency and memory of real architectures, original vs compressed", 8),
+    "study": ("user-study web app: create a study, serve it, read the results", 20),
 }
 
 
