@@ -81,7 +81,7 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
         if module is not None:
             module.add_arguments(cmd_parser)
         elif name == selected:
-            cmd_parser.add_argument("rest", nargs=argparse.REMAINDER)
+            cmd_parser.add_argument("rest", nargs=argparse.REMAINDER, help="(this command is not built yet)")
     return parser
 
 
