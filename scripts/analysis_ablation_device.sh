@@ -19,7 +19,7 @@ echo "analysis of both teachers side by side: $(( $(date +%s) - start )) s" | te
 for t in shapes-sd3 shapes-flux; do
   rm -rf "results/analysis/$t" && cp -r "/tmp/analysis/$t" "results/analysis/$t"
 done
-PYTHON=python3 bash results/analysis/make_plans.sh > /tmp/plans.log 2>&1 || tail -5 /tmp/plans.log | tee -a "$LOG"
+PYTHON=python3 bash scripts/analysis_make_plans.sh > /tmp/plans.log 2>&1 || tail -5 /tmp/plans.log | tee -a "$LOG"
 tar czf "$OUT/analysis.tgz" -C results/analysis shapes-sd3 shapes-flux
 bash scripts/ablate_device.sh "$STEPS" "$LIMIT" > /dev/null 2>&1
 cat "$OUT/ablation_log.txt" >> "$LOG"; rm -f "$OUT/ablation_log.txt"

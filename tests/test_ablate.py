@@ -47,7 +47,8 @@ def test_every_method_gives_a_row(tiny_teacher):
                        data_size=8, per_category=1, eval_steps=2)
     rows = ablate(str(tiny_teacher / "teacher"), tiny_teacher / "run", tiny_teacher / "out", cfg)
     assert [r["method"] for r in rows] == list(METHODS)
-    keys = {"teacher", "method", "ratio", "quant", "params", "semantic", "quality", "degradation", "gpu_seconds"}
+    keys = {"teacher", "method", "ratio", "quant", "params", "semantic", "quality", "degradation", "gpu_seconds",
+            "ratio_reached", "seeds", "degradation_ci95"}
     assert all(keys <= r.keys() for r in rows)
     teacher = json.loads((tiny_teacher / "out" / "teacher.json").read_text())
     assert all(r["params"] < teacher["params"] for r in rows)
@@ -69,6 +70,42 @@ def test_bad_settings():
         AblateConfig(ratios=(1.2,))
     with pytest.raises(HpruneError, match="unknown methods"):
         AblateConfig(methods=("magic",))
+    for seeds in [(), (1, 1), (-1,)]:
+        with pytest.raises(HpruneError, match="--seeds"):
+            AblateConfig(seeds=seeds)
+
+
+def test_seeds_give_a_mean_an_interval_and_a_paired_bootstrap_at_40_percent(tiny_teacher):
+    """Each distilled row once per seed, as its own resumable job; hpp alone once; the 40% plans
+    of HPP and a baseline run through distillation (item 4 of issue 21)."""
+    cfg = AblateConfig(ratios=(0.4,), methods=("koala", "hpp", "hpp+pwp", "hpp+pwp+sgdistill"), seeds=(0, 1),
+                       distill=DistillConfig(steps=1, batch_size=2, checkpoint_every=1),
+                       data_size=8, per_category=1, eval_steps=2)
+    out = tiny_teacher / "out-seeds"
+    rows = ablate(str(tiny_teacher / "teacher"), tiny_teacher / "run", out, cfg)
+    koala, hpp, ours, sgdistill = rows
+    assert [r["method"] for r in rows] == ["koala", "hpp", "hpp+pwp", "hpp+pwp+sgdistill"]
+    assert koala["seeds"] == ours["seeds"] == [0, 1] and hpp["seeds"] == [0]
+    jobs = sorted(p.name for p in out.glob("*-0.4*.json"))
+    assert jobs == ["hpp+pwp+sgdistill-0.4-s1.json", "hpp+pwp+sgdistill-0.4.json", "hpp+pwp-0.4-s1.json",
+                    "hpp+pwp-0.4.json", "hpp-0.4.json", "koala-0.4-s1.json", "koala-0.4.json"]
+    assert all((out / j).with_suffix(".npz").is_file() for j in jobs)
+    for row in (koala, ours):
+        per_seed = [json.loads((out / f"{row['method']}-0.4{s}.json").read_text())[0]["degradation"] for s in ("", "-s1")]
+        assert row["degradation"] == pytest.approx(sum(per_seed) / 2)
+        low, high = row["degradation_ci95"]
+        assert low <= row["degradation"] <= high
+        assert row["ratio_reached"] > 0.35
+    assert hpp["degradation_ci95"] == [hpp["degradation"]] * 2
+    assert sgdistill["seeds"] == [0, 1] and "vs_best_baseline" not in sgdistill
+    paired = ours["vs_best_baseline"]
+    assert paired["baseline"] == "koala"  # the only baseline here
+    # the bootstrap's point estimate, from the per-image scores, is the table's difference
+    assert paired["diff"] == pytest.approx(ours["degradation"] - koala["degradation"], abs=1e-9)
+    assert paired["diff_ci95"][0] <= paired["diff"] <= paired["diff_ci95"][1]
+    teacher = json.loads((out / "teacher.json").read_text())
+    table = markdown_table(teacher, rows)
+    assert "paired bootstrap" in table and f"{100 * ours['ratio_reached']:.1f}%" in table
 
 
 def test_sample_sheet_has_one_strip_per_row_in_table_order(tiny_teacher):
@@ -106,7 +143,7 @@ def test_r_thres_reaches_the_hpp_plans_only(tiny_teacher):
     hpp = json.loads((out / "hpp-0.3" / "plan.json").read_text())
     koala = json.loads((out / "koala-0.3" / "plan.json").read_text())
     assert hpp["r_thres"] == 0.01 and not any(u.endswith(".block") for u in hpp["units"])
-    assert all(u.endswith(".block") for u in koala["units"])
+    assert koala["r_thres"] is None and any(u.endswith(".block") for u in koala["units"])  # not held to r_thres
     with pytest.raises(HpruneError, match="--r-thres"):
         AblateConfig(r_thres=1.5)
 

@@ -91,9 +91,22 @@ def test_rows_carry_the_issue_keys_and_ratios():
     assert enc["peak_gib_total"] == max(3.2 + 3.0, 3.5 + 3.0)
 
 
+def test_graph_rows_are_labelled_and_compared_in_their_own_mode():
+    from hprune.bench.runner import _mode
+
+    row = {"compiled": True, "cuda_graph": True}
+    assert _mode(row) == "compiled+graph" and _mode({"compiled": True}) == "compiled" and _mode({"compiled": False}) == "eager"
+    base = {"arch": "a", "variant": "original", "ratio": 0.0, "quant": "bf16", "compiled": True, "params": 8e9, "weights_gib": 15.0,
+            "peak_gib": 16.0, "step_ms": 66.0, "steps": 4, "total_ms": 264.0, "device": "H200", "torch": "2.11", "cuda_graph": True}
+    r = _finish(dict(base, variant="pruned-20%", quant="w4fp8-perrow", step_ms=44.0), base, None)
+    assert r["speedup_vs_bf16"] == 1.5 and "| compiled+graph |" in markdown_row(r)
+
+
 def test_kernel_names_fall_into_categories():
     assert measure.categorize("sm90_xmma_gemm_bf16bf16_bf16f32") == "linear (gemm)"
     assert measure.categorize("_w4fp8_kernel") == "linear (gemm)"
+    assert measure.categorize("_w4fp8_swapped_kernel") == "linear (gemm)"
+    assert measure.categorize("_unpack_kernel") == "quant/dequant"
     assert measure.categorize("flash_fwd_kernel") == "attention"
     assert measure.categorize("triton_poi_fused_add_mul_0") == "elementwise/other"
 

@@ -213,4 +213,6 @@ def test_help_of_every_command_loads_no_torch_in_a_subprocess():
     assert done.returncode == 0, done.stderr
     for name in COMMANDS:
         assert f"usage: hprune {name}" in done.stdout
-    assert "(default: 64)" in done.stdout and "(default: torchao-int4)" in done.stdout
+    from hprune.quant.names import DEFAULT_BACKEND
+
+    assert "(default: 64)" in done.stdout and f"(default: {DEFAULT_BACKEND})" in done.stdout

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -84,3 +85,31 @@ def test_grid_lays_images_out_row_by_row(tmp_path):
     assert sheet[2, 2, 0] == 0 and sheet[2, 2 + 6, 0] == 1 and sheet[2 + 6, 2, 0] == 8
     with pytest.raises(HpruneError, match="needs 32 images"):
         save_grid(images[:5], tmp_path / "x.png")
+
+
+def test_settings_hold_the_diffusers_options_only_when_set():
+    # folders written before the diffusers options existed still resume
+    assert set(GenerationConfig().settings()) == {"steps", "seed", "batch_size", "guidance_scale"}
+    cfg = GenerationConfig(size=16, skip_layers=(7, 8), loras=("a.safetensors",))
+    assert cfg.settings() == json.loads(json.dumps(cfg.settings()))  # as generation.json reads back
+    assert cfg.settings()["skip_layers"] == [7, 8]
+    with pytest.raises(HpruneError, match="size must be at least 1"):
+        GenerationConfig(size=0)
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+def test_diffusers_pipeline_folder_at_any_batch_size_and_resumed(tmp_path, family):
+    from hprune.testing import tiny_pipeline
+
+    pipe = tiny_pipeline(family)
+    items = [Item(p, seed=i) for i, p in enumerate(["a red circle", "the blue square", "a photo of a dog"])]
+    cfg = GenerationConfig(steps=2, guidance_scale=0.0, size=16)
+    whole = generate_to_dir(pipe, items, tmp_path / "a", replace(cfg, batch_size=3), progress=False)
+    generate_to_dir(pipe, items, tmp_path / "b", replace(cfg, batch_size=1), progress=False)
+    read = lambda folder: np.stack([np.asarray(Image.open(tmp_path / folder / r["path"])) for r in whole]).astype(int)  # noqa: E731
+    first = read("a")
+    assert first.shape == (3, 16, 16, 3) and np.abs(first - read("b")).max() <= 1
+    assert np.abs(first[0] - first[1]).max() > 8  # different prompts and seeds, different images
+    (tmp_path / "a" / "00001.png").unlink()  # as if killed before the image landed
+    generate_to_dir(pipe, items, tmp_path / "a", replace(cfg, batch_size=3), progress=False)
+    assert np.abs(read("a") - first).max() <= 1 and len(read_records(tmp_path / "a")) == 3

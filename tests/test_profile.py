@@ -189,10 +189,31 @@ def test_repair_tail_cuts_a_half_written_line(tmp_path):
 def test_resume_with_other_settings_is_refused(tmp_path, sd3_pipe):
     pipe = sd3_pipe
     profile(pipe, config(tmp_path, scope="blocks"), tmp_path / "run", progress=False)
-    with pytest.raises(HpruneError, match="other settings or another model"):
-        profile(pipe, config(tmp_path, scope="blocks", steps=3), tmp_path / "run", progress=False)
+    with pytest.raises(HpruneError) as err:
+        profile(pipe, config(tmp_path, scope="blocks", steps=3, size=None), tmp_path / "run", progress=False)
+    # Issue #22, item 10: which settings differ (old -> new), and how to start afresh.
+    assert f"{tmp_path / 'run'} holds a profile made with other settings (--steps 2 -> 3, --size 16 -> (unset)); " \
+           "pass the same settings to resume, or start afresh with a new --out" in str(err.value)
     rows = profile(pipe, config(tmp_path, scope="all"), tmp_path / "run", progress=False)  # scope only adds
     assert len(rows) == len(variants(pipe.transformer))
+
+
+def test_settings_of_a_run_that_failed_before_its_reference_do_not_block_the_corrected_run(tmp_path, sd3_pipe,
+                                                                                            monkeypatch):
+    """Issue #22, item 10: a run that wrote its settings and then failed holds no results;
+    the corrected re-run replaces its settings instead of being refused."""
+    import hprune.profile as profile_module
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("generation failed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(profile_module, "make_reference", fail)
+        with pytest.raises(RuntimeError):
+            profile(sd3_pipe, config(tmp_path, scope="blocks", steps=3), tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "config.json").is_file() and not (tmp_path / "run" / "reference.npz").exists()
+    rows = profile(sd3_pipe, config(tmp_path, scope="blocks", steps=2), tmp_path / "run", progress=False)
+    assert rows and json.loads((tmp_path / "run" / "config.json").read_text())["settings"]["steps"] == 2
 
 
 def test_koala_similarity_is_one_for_a_block_that_changes_nothing(tmp_path, sd3_pipe):

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from hprune.extras import guard_optional_kernels  # noqa: E402
+
+guard_optional_kernels()  # an installed [quant] extra that cannot load here never breaks `import diffusers`
+
 # Heavy imports (diffusers, torch) happen on first use, so `hprune --help` is fast.
 _LAZY = {
     "load": ("hprune.folders.loading", "load"),
@@ -18,6 +22,8 @@ _LAZY = {
     "translate_layers": ("hprune.arch.original_indices", "translate_layers"),
     "translate_state_dict": ("hprune.arch.original_indices", "translate_state_dict"),
     "with_original_indices": ("hprune.arch.original_indices", "with_original_indices"),
+    "compile_blocks_": ("hprune.compile", "compile_blocks_"),
+    "block_shapes": ("hprune.compile", "block_shapes"),
 }
 
 

@@ -7,8 +7,17 @@ again with 4-bit weights. Every row is scored on the held-out test split with
 ShapesEval and compared with the teacher:
 degradation = mean relative drop of the semantic and quality scores.
 
-Each row is an independent job writing its own JSON file, so the table
-resumes after a kill and rows run side by side (`jobs`) on one GPU.
+Each (row, distillation seed) is an independent job writing its own JSON file
+and a sidecar `.npz` of per-image scores, so the table resumes after a kill and
+jobs run side by side (`jobs`) on one GPU. With several `seeds` every distilled
+row runs once per seed (the training renders are shared; `hpp` alone does not
+train and runs once); the table row is the mean over seeds, with
+`degradation_ci95` a Student-t 95% interval over the seeds' degradations and
+`seeds` the list. At each ratio (and 4-bit backend) `hpp+pwp` is compared with
+the best baseline (the lowest mean degradation among lastk, koala, bkscore:
+the strongest opponent, so choosing it on test can only favour the baseline)
+by a paired bootstrap over prompts (`hprune.metrics.intervals`); the result is
+the `vs_best_baseline` entry of the `hpp+pwp` row.
 
 torch and the training loop are imported inside the functions that run rows:
 `hprune ablate --help` reads METHODS without them.
@@ -27,10 +36,12 @@ from pathlib import Path
 from hprune.cuda import avoid_cudnn_attention
 from hprune.distill import DistillConfig
 from hprune.errors import HpruneError
-from hprune.files import write_json
+from hprune.files import write_atomic, write_json
 from hprune.plan import check_ratio
 
 METHODS = ("lastk", "koala", "bkscore", "hpp", "hpp+pwp", "hpp+pwp+sgdistill")
+BASELINES = ("lastk", "koala", "bkscore")
+OURS = "hpp+pwp"  # the recipe's method; fixed in advance, never picked on test
 DATA_FILE = "distill_data.safetensors"
 
 
@@ -39,6 +50,7 @@ class AblateConfig:
     ratios: tuple[float, ...] = (0.2, 0.3)
     methods: tuple[str, ...] = METHODS
     quant: str | None = None          # also score each row with this 4-bit backend
+    seeds: tuple[int, ...] | None = None  # distillation seeds per row; None: just `distill.seed`
     r_thres: float | str | None = None  # hpp rows: blocks up to here, then subcomponents; "val": chosen per ratio
     r_thres_steps: int = 0            # "val": distil each candidate this many steps (HPP+PWP) before scoring it
     distill: DistillConfig = field(default_factory=DistillConfig)
@@ -64,16 +76,25 @@ class AblateConfig:
             raise HpruneError(f"--jobs must be at least 1, got {self.jobs}.")
         if self.r_thres_steps < 0:
             raise HpruneError(f"--r-thres-steps must be 0 or more, got {self.r_thres_steps}.")
+        if self.seeds is not None and (not self.seeds or len(set(self.seeds)) != len(self.seeds)
+                                       or any(int(x) != x or x < 0 for x in self.seeds)):
+            raise HpruneError(f"--seeds takes distinct whole numbers >= 0 separated by commas, like 0,1,2; "
+                              f"got {self.seeds}.")
+
+    @property
+    def distill_seeds(self) -> tuple[int, ...]:
+        return tuple(self.seeds) if self.seeds else (self.distill.seed,)
 
 
 @dataclass(frozen=True)
 class RowSpec:
     method: str
     ratio: float
+    seed: int = 0  # distillation seed; seed 0 keeps the single-seed tables' names
 
     @property
     def name(self) -> str:
-        return f"{self.method}-{self.ratio:g}"
+        return f"{self.method}-{self.ratio:g}" + (f"-s{self.seed}" if self.seed else "")
 
     def variant(self, quant: str) -> str:
         """The name of this row's `quant` twin ("none": the row itself), e.g. for its sample strip."""
@@ -98,8 +119,10 @@ def score_transformer(pipe, transformer, cfg: AblateConfig, strip: Path | None =
     the first image of every category (the same prompts and seeds for every row); `progress`
     shows a bar per batch of `cfg.eval_batch` images."""
     from hprune.generate import GenerationConfig, generate_images, save_grid
+    from hprune.metrics.intervals import ImageScores
     from hprune.metrics.shapes import evaluate
     from hprune.toy.splits import eval_set
+    from hprune.toy.world import CATEGORIES
 
     items = eval_set(cfg.split, cfg.per_category)
     original, pipe.transformer = pipe.transformer, transformer
@@ -112,7 +135,30 @@ def score_transformer(pipe, transformer, cfg: AblateConfig, strip: Path | None =
         firsts = images[:: cfg.per_category]
         save_grid(firsts, strip, rows=1, cols=len(firsts))
     report = evaluate(images, [i.prompt for i in items])
-    return {"semantic": report.semantic, "quality": report.quality, "per_category": report.per_category}
+    return {"semantic": report.semantic, "quality": report.quality, "per_category": report.per_category,
+            "per_image": ImageScores.from_report(report.per_prompt, CATEGORIES)}
+
+
+def save_per_image(path: Path, scores: dict[str, "ImageScores"]) -> None:
+    """{variant: per-image scores} into one .npz (the paired bootstrap reads it)."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, **{k: v for name, s in scores.items() for k, v in s.to_arrays(f"{name}/").items()})
+    write_atomic(path, buf.getvalue())
+
+
+def load_per_image(path: Path, name: str) -> "ImageScores | None":
+    import numpy as np
+
+    from hprune.metrics.intervals import ImageScores
+
+    if not path.is_file():
+        return None  # a row scored before per-image scores were kept
+    with np.load(path) as data:
+        return ImageScores.from_npz(data, f"{name}/") if f"{name}/semantic" in data else None
 
 
 def teacher_file(out: Path, split: str) -> Path:
@@ -133,6 +179,7 @@ def teacher_scores(teacher: str, out: Path, cfg: AblateConfig, pipe=None) -> dic
     scores = {**score_transformer(pipe, pipe.transformer, cfg, strip), "teacher": teacher,
               "params": sum(p.numel() for p in pipe.transformer.parameters()), "gpu_seconds": 0.0}
     scores["eval_seconds"] = round(time.time() - t0, 2)
+    save_per_image(path.with_suffix(".npz"), {"none": scores.pop("per_image")})
     write_json(path, scores)
     return scores
 
@@ -163,7 +210,7 @@ def train_row(spec: RowSpec, pipe, run, out: Path, cfg: AblateConfig):
     plan.save(row_dir / "plan.json")
     if spec.method == "hpp":
         return prune_(copy.deepcopy(pipe.transformer), plan, norm_means), plan
-    dcfg = replace(cfg.distill, pwp="pwp" in spec.method, sgdistill="sgdistill" in spec.method)
+    dcfg = replace(cfg.distill, pwp="pwp" in spec.method, sgdistill="sgdistill" in spec.method, seed=spec.seed)
     sensitivity = load_sensitivity(run.path / "contribution.jsonl") if dcfg.sgdistill else None
     student = distill(pipe.transformer, plan, distill_data(pipe, out, cfg), dcfg, row_dir / "student",
                       sensitivity=sensitivity, norm_means=norm_means, resume=True, progress=False)
@@ -224,7 +271,9 @@ def _val_loss(pipe, run, teacher: str, out: Path, cfg: AblateConfig):
 
 
 def run_row(spec: RowSpec, teacher: str, run_dir: str, out_dir: str, cfg: AblateConfig) -> list[dict]:
-    """Train and score one row (and its 4-bit twin); idempotent."""
+    """Train and score one row at one seed (and its 4-bit twin); idempotent. Writes
+    out/NAME.json (the rows, written last: the job's done-marker) and out/NAME.npz
+    (per-image scores of each variant)."""
     import torch
 
     from hprune.scoring import load_run
@@ -234,22 +283,24 @@ def run_row(spec: RowSpec, teacher: str, run_dir: str, out_dir: str, cfg: Ablate
     done = out / f"{spec.name}.json"
     if done.is_file():
         return json.loads(done.read_text())
-    torch.manual_seed(cfg.distill.seed)
+    torch.manual_seed(spec.seed)
     avoid_cudnn_attention()
     pipe = load_pipeline(teacher, device=_device())
     ref = json.loads(teacher_file(out, cfg.split).read_text())
     t0 = time.time()
     student, plan = train_row(spec, pipe, load_run(run_dir), out, cfg)
     variants = [("none", student)] + ([(cfg.quant, _quantized(student, cfg.quant))] if cfg.quant else [])
-    rows = []
+    rows, per_image = [], {}
     for quant, model in variants:
         scores = score_transformer(pipe, model, cfg, out / f"{spec.variant(quant)}.png")
+        per_image[quant] = scores.pop("per_image")
         rows.append({"teacher": teacher, "method": spec.method, "ratio": spec.ratio, "quant": quant,
                      "params": sum(p.numel() for p in student.parameters()), "ratio_reached": plan.ratio_reached,
                      "r_thres": plan.r_thres, "semantic": scores["semantic"], "quality": scores["quality"],
                      "degradation": degradation(ref, scores), "per_category": scores["per_category"],
-                     "gpu_seconds": round(time.time() - t0, 2) if _device() == "cuda" else 0.0,
+                     "seed": spec.seed, "gpu_seconds": round(time.time() - t0, 2) if _device() == "cuda" else 0.0,
                      "seconds": round(time.time() - t0, 2)})
+    save_per_image(out / f"{spec.name}.npz", per_image)
     write_json(done, rows)
     return rows
 
@@ -272,7 +323,7 @@ def ablate(teacher: str, run_dir: str | Path, out_dir: str | Path, cfg: AblateCo
         from hprune.toy.pipeline import load_pipeline
 
         distill_data(load_pipeline(teacher, device=_device()), out, cfg)  # once, before jobs share it
-    specs = [RowSpec(m, r) for r in cfg.ratios for m in cfg.methods]
+    specs = [RowSpec(m, r, seed) for r in cfg.ratios for m in cfg.methods for seed in _seeds_of(m, cfg)]
     chosen = chosen_r_thres(teacher, run_dir, out, cfg) if cfg.r_thres == "val" else {}
     row_cfgs = [replace(cfg, r_thres=chosen[s.ratio]) if chosen else cfg for s in specs]
     if cfg.jobs == 1:
@@ -281,10 +332,69 @@ def ablate(teacher: str, run_dir: str | Path, out_dir: str | Path, cfg: AblateCo
         with ProcessPoolExecutor(cfg.jobs, mp_context=get_context("spawn")) as pool:
             futures = [pool.submit(run_row, s, teacher, str(run_dir), str(out), c) for s, c in zip(specs, row_cfgs)]
             results = [f.result() for f in futures]
-    rows = [row for rows in results for row in rows]
+    rows = table_rows(specs, results, out, cfg)
     quants = ["none"] + ([cfg.quant] if cfg.quant else [])
-    sample_sheet(out, ["teacher"] + [s.variant(q) for q in quants for s in specs])
+    first = cfg.distill_seeds[0]
+    sample_sheet(out, ["teacher"] + [s.variant(q) for q in quants for s in specs if s.seed == first])
     return rows
+
+
+def _seeds_of(method: str, cfg: AblateConfig) -> tuple[int, ...]:
+    """`hpp` alone is pruned, not trained: no seed changes it, so it runs once."""
+    return cfg.distill_seeds[:1] if method == "hpp" else cfg.distill_seeds
+
+
+def table_rows(specs: list[RowSpec], results: list[list[dict]], out: Path, cfg: AblateConfig) -> list[dict]:
+    """One row per (ratio, method, quant), the mean over its seeds, in table order; the
+    `hpp+pwp` rows carry the paired bootstrap against the best baseline."""
+    runs: dict[tuple, list[list[dict]]] = {}
+    for spec, rows in zip(specs, results):
+        runs.setdefault((spec.ratio, spec.method), []).append(rows)
+    table = [mean_row(list(seed_rows)) for per_seed in runs.values() for seed_rows in zip(*per_seed)]
+    add_paired_bootstrap(table, out, cfg)
+    return table
+
+
+def mean_row(runs: list[dict]) -> dict:
+    """A row's runs at each seed -> today's keys as means over seeds (gpu_seconds, seconds: sums),
+    plus `seeds`, `degradation_per_seed` and `degradation_ci95` (Student-t, 95%, over seeds)."""
+    from hprune.metrics.intervals import t_interval
+
+    mean = lambda values: sum(values) / len(values)
+    row = {k: v for k, v in runs[0].items() if k != "seed"}
+    row["semantic"], row["quality"] = (mean([r[k] for r in runs]) for k in ("semantic", "quality"))
+    row["per_category"] = {c: {k: mean([r["per_category"][c][k] for r in runs]) if k != "n" else v["n"] for k in v}
+                           for c, v in runs[0]["per_category"].items()}
+    per_seed = [r["degradation"] for r in runs]
+    known = None not in per_seed
+    row["degradation"] = mean(per_seed) if known else None
+    row["gpu_seconds"], row["seconds"] = (round(sum(r[k] for r in runs), 2) for k in ("gpu_seconds", "seconds"))
+    row["seeds"] = [r.get("seed", 0) for r in runs]
+    row["degradation_per_seed"] = per_seed
+    row["degradation_ci95"] = t_interval(per_seed) if known else None
+    return row
+
+
+def add_paired_bootstrap(table: list[dict], out: Path, cfg: AblateConfig) -> None:
+    """At each (ratio, quant): `hpp+pwp` vs the baseline of lowest mean degradation, paired over
+    prompts (hprune.metrics.intervals.paired_bootstrap), into the hpp+pwp row's `vs_best_baseline`."""
+    from hprune.metrics.intervals import paired_bootstrap
+
+    teacher = load_per_image(teacher_file(out, cfg.split).with_suffix(".npz"), "none")
+    for ours in [r for r in table if r["method"] == OURS and r["degradation"] is not None]:
+        rivals = [r for r in table if r["method"] in BASELINES and r["degradation"] is not None
+                  and (r["ratio"], r["quant"]) == (ours["ratio"], ours["quant"])]
+        if teacher is None or not rivals:
+            continue
+        best = min(rivals, key=lambda r: r["degradation"])
+        sets = [_seed_scores(out, r) for r in (ours, best)]
+        if None not in sets[0] + sets[1]:
+            ours["vs_best_baseline"] = {"baseline": best["method"], **paired_bootstrap(teacher, *sets)}
+
+
+def _seed_scores(out: Path, row: dict) -> list:
+    return [load_per_image(out / f"{RowSpec(row['method'], row['ratio'], seed).name}.npz", row["quant"])
+            for seed in row["seeds"]]
 
 
 def sample_sheet(out: Path, names: list[str]) -> Path | None:
@@ -302,13 +412,39 @@ def sample_sheet(out: Path, names: list[str]) -> Path | None:
 
 
 def markdown_table(teacher: dict, rows: list[dict]) -> str:
-    lines = ["| method | ratio | quant | params | semantic | quality | degradation | GPU s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |",
-             f"| teacher | 0 | none | {teacher['params']:,} | {teacher['semantic']:.3f} | {teacher['quality']:.3f} | - | - |"]
+    """The rows (removed share and seeds in each), then the paired comparisons if any."""
+    lines = ["| method | ratio | removed | quant | params | seeds | semantic | quality | degradation | 95% CI | GPU s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+             f"| teacher | 0 | 0% | none | {teacher['params']:,} | - | {teacher['semantic']:.3f} | "
+             f"{teacher['quality']:.3f} | - | - | - |"]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['ratio']:g} | {r['quant']} | {r['params']:,} | {r['semantic']:.3f} | "
-                     f"{r['quality']:.3f} | {_percent(r['degradation'])} | {r['gpu_seconds']:.0f} |")
-    return "\n".join(lines)
+        lines.append(f"| {r['method']} | {r['ratio']:g} | {_percent(r.get('ratio_reached'))} | {r['quant']} | "
+                     f"{r['params']:,} | {len(r.get('seeds', [0]))} | {r['semantic']:.3f} | {r['quality']:.3f} | "
+                     f"{_percent(r['degradation'])} | {_interval(r.get('degradation_ci95'))} | "
+                     f"{r['gpu_seconds']:.0f} |")
+    paired = [r for r in rows if r.get("vs_best_baseline")]
+    return "\n".join(lines + (_paired_table(paired) if paired else []))
+
+
+def _paired_table(rows: list[dict]) -> list[str]:
+    lines = ["", f"{OURS} vs the best baseline at each ratio: paired bootstrap over prompts "
+             f"({rows[0]['vs_best_baseline']['resamples']} resamples); diff = degradation of {OURS} minus "
+             "the baseline's.", "",
+             "| ratio | quant | baseline | diff | 95% CI | P(ours not better) | baseline / ours | 95% CI |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        b = r["vs_best_baseline"]
+        times, ci = "n/a", "-"
+        if "baseline_over_ours" in b:
+            times = f"{b['baseline_over_ours']:.1f}x"
+            ci = "[" + ", ".join(f"{x:.1f}x" for x in b["baseline_over_ours_ci95"]) + "]"
+        lines.append(f"| {r['ratio']:g} | {r['quant']} | {b['baseline']} | {_percent(b['diff'])} | "
+                     f"{_interval(b['diff_ci95'])} | {b['p_not_better']:.3f} | {times} | {ci} |")
+    return lines
+
+
+def _interval(pair: list[float] | None) -> str:
+    return "-" if pair is None else f"[{100 * pair[0]:.1f}, {100 * pair[1]:.1f}]%"
 
 
 def _percent(value: float | None) -> str:

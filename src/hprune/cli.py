@@ -9,7 +9,8 @@ command module imports torch, diffusers and the modules that load them inside
 
 `main` is the one error boundary: an HpruneError, or an OSError that names a
 path (a folder you cannot write, an --out that is a file), prints one line
-`error: ...` and exits 1, without a traceback.
+`error: ...` and exits 1, without a traceback; so does a GPU out-of-memory, with the knobs
+to turn (the command module's `out_of_memory_hint(args)`, where it has one).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import os
 import sys
 
 from hprune import __version__
-from hprune.errors import HpruneError, os_error_message
+from hprune.errors import HpruneError, is_out_of_memory, os_error_message, out_of_memory_message
 
 # name -> (one-line help, issue that builds it)
 COMMANDS: dict[str, tuple[str, int]] = {
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     selected = next((a for a in argv if a in COMMANDS), None)
     parser = build_parser(selected)
     given: dict[str, str] = {}
+    module = args = None
     try:
         args = parser.parse_args(argv)  # may raise HpruneError: --device cuda without a GPU
         if args.command is None:
@@ -155,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
         if message is None:  # no path named: a bug, keep the traceback
             raise
         return fail(message)
+    except RuntimeError as err:  # torch.cuda.OutOfMemoryError is one
+        if not is_out_of_memory(err):
+            raise
+        hint = getattr(module, "out_of_memory_hint", None)
+        return fail(out_of_memory_message(hint(args) if hint and args is not None else None))
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to resume.", file=sys.stderr)
         return 130

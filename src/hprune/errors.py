@@ -8,6 +8,18 @@ class HpruneError(Exception):
     """
 
 
+def is_out_of_memory(err: BaseException) -> bool:
+    """torch.cuda.OutOfMemoryError (or an older torch's RuntimeError saying so), told apart
+    without importing torch."""
+    return type(err).__name__ == "OutOfMemoryError" or "CUDA out of memory" in str(err)
+
+
+def out_of_memory_message(hint: str | None = None) -> str:
+    """One sentence for an out-of-memory: `hint` names the command's knobs (e.g. a command
+    module's `out_of_memory_hint(args)`)."""
+    return f"the GPU ran out of memory; {hint or 'lower --batch-size or use a GPU with more memory'}."
+
+
 
 
 def os_error_message(err: OSError, given: dict[str, str] | None = None) -> str | None:

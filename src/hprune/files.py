@@ -43,3 +43,11 @@ def read_jsonl(path: str | Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return rows
+
+
+def default_mode(path: str | Path) -> None:
+    """Give `path` the permissions any new file gets here (0644 under umask 022):
+    safetensors writes its files readable by their owner only (0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)

@@ -43,7 +43,7 @@ from hprune.arch.units import NORM_MODES, SCOPES, Unit
 from hprune.errors import HpruneError
 from hprune.files import read_jsonl, write_atomic
 from hprune.files import write_json as _write_json
-from hprune.metrics import Metric, check_scores, get_metric
+from hprune.metrics import Metric, ShapesMetric, check_scores, get_metric
 from hprune.scoring import ModelUnits
 from hprune.surgery import calibrate_norms, removed
 
@@ -146,14 +146,21 @@ class Sampler:
     def transformer(self):
         return self.pipe.transformer
 
-    def images(self) -> np.ndarray:
-        """uint8 (N, H, W, 3), one image per calibration item, in order."""
-        return np.concatenate([self.sample(cond, [it.seed for it in batch]) for batch, cond in zip(self.batches, self.cond)])
+    def images(self, on_step=None) -> np.ndarray:
+        """uint8 (N, H, W, 3), one image per calibration item, in order. `on_step(fraction)`
+        is called after each denoising step with the share of the whole set it was."""
+        tick = None if on_step is None else (lambda: on_step(1 / (len(self.batches) * self.steps)))
+        return np.concatenate([self.sample(cond, [it.seed for it in batch], tick)
+                               for batch, cond in zip(self.batches, self.cond)])
+
+    @property
+    def steps(self) -> int:
+        raise NotImplementedError
 
     def encode(self, prompts):
         raise NotImplementedError
 
-    def sample(self, cond, seeds: list[int]) -> np.ndarray:
+    def sample(self, cond, seeds: list[int], tick=None) -> np.ndarray:
         raise NotImplementedError
 
 
@@ -171,22 +178,33 @@ class ShapesSampler(Sampler):
         g = self.config.guidance
         return self.pipe.config.guidance_scale if g is None else g
 
+    @property
+    def steps(self) -> int:
+        return self.config.steps or 8
+
     @torch.no_grad()
-    def sample(self, cond, seeds):
+    def sample(self, cond, seeds, tick=None):
         from hprune.toy.pipeline import to_uint8
 
-        pipe, steps = self.pipe, self.config.steps or 8
+        pipe = self.pipe
         x = pipe.initial_noise(seeds)
-        pipe.scheduler.set_timesteps(steps, device=pipe.device)
+        pipe.scheduler.set_timesteps(self.steps, device=pipe.device)
         for t in pipe.scheduler.timesteps:
             sigma = (t / pipe.scheduler.config.num_train_timesteps).expand(len(seeds))
             v = pipe._guided_velocity(x, sigma, cond[0], cond[1], self.guidance)
             x = pipe.scheduler.step(v, t, x).prev_sample
+            if tick:
+                tick()
         return to_uint8(x.clamp(-1, 1))
 
 
 class DiffusersSampler(Sampler):
-    """StableDiffusion3Pipeline / FluxPipeline called with cached prompt embeddings."""
+    """StableDiffusion3Pipeline / FluxPipeline called with cached prompt embeddings;
+    `call_kwargs` go to every pipeline call (e.g. SD3's skip_guidance_layers)."""
+
+    def __init__(self, pipe, config: ProfileConfig, items: list[CalibItem], call_kwargs: dict | None = None):
+        self.call_kwargs = call_kwargs or {}
+        super().__init__(pipe, config, items)
 
     @property
     def guidance(self) -> float:
@@ -214,17 +232,60 @@ class DiffusersSampler(Sampler):
         limit = getattr(tokenizer, "model_max_length", default) or default
         return self.config.max_sequence_length or min(default, limit)
 
+    @property
+    def steps(self) -> int:
+        return self.config.steps or 4
+
     @torch.no_grad()
-    def sample(self, cond, seeds):
+    def sample(self, cond, seeds, tick=None):
         # One generator per image: an image depends on its seed, not its batch.
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         size = self.config.size
-        out = self.pipe(**cond, num_inference_steps=self.config.steps or 4, guidance_scale=self.guidance,
-                        generator=gens, height=size, width=size, output_type="np")
+
+        def on_step_end(_pipe, _step, _t, kwargs):
+            tick()
+            return kwargs
+
+        out = self.pipe(**cond, num_inference_steps=self.steps, guidance_scale=self.guidance,
+                        generator=gens, height=size, width=size, output_type="np",
+                        callback_on_step_end=on_step_end if tick else None, **self.call_kwargs)
         return (np.clip(out.images, 0, 1) * 255).round().astype(np.uint8)
 
+    @torch.no_grad()
+    def latents(self, cond, seeds) -> torch.Tensor:
+        """(N, C, H, W) final latents in the transformer's space (before the VAE), as
+        distillation targets; FLUX's packed tokens are unpacked."""
+        pipe, size = self.pipe, self.config.size or pipe.default_sample_size * pipe.vae_scale_factor
+        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        out = pipe(**cond, num_inference_steps=self.config.steps or 4, guidance_scale=self.guidance,
+                   generator=gens, height=size, width=size, output_type="latent").images
+        return pipe._unpack_latents(out, size, size, pipe.vae_scale_factor) if self.family == "flux" else out
 
-def make_sampler(pipe, config: ProfileConfig, items: list[CalibItem]) -> Sampler:
+
+def check_fits(pipe, config: ProfileConfig, metric: Metric | None = None) -> None:
+    """Before anything is written: the metric and --size fit this pipeline."""
+    from hprune.toy.pipeline import ShapesPipeline
+
+    if isinstance(pipe, ShapesPipeline) or not hasattr(pipe, "encode_prompt"):
+        return  # make_sampler names an unsupported pipeline
+    if isinstance(metric, ShapesMetric):
+        raise HpruneError("the shapes metric scores only the shapes teachers' 64x64 images; for a diffusers "
+                          "pipeline pass --metric clip:/path/to/clip or hps:/path/to/hps (a local weights folder).")
+    cfg = pipe.transformer.config
+    if config.size is None or not getattr(cfg, "pos_embed_max_size", None):
+        return  # FLUX: rotary positions take any size
+    step = pipe.vae_scale_factor * cfg.patch_size  # pixels per token side
+    largest = cfg.pos_embed_max_size * step
+    if config.size > largest:
+        raise HpruneError(f"--size {config.size} is too big for this model: its pos_embed_max_size "
+                          f"{cfg.pos_embed_max_size} allows at most --size {largest}.")
+    if config.size % step:
+        raise HpruneError(f"--size {config.size} must be a multiple of {step} for this model "
+                          f"(VAE factor {pipe.vae_scale_factor} x patch {cfg.patch_size}); pass --size "
+                          f"{max(step, config.size // step * step)}.")
+
+
+def make_sampler(pipe, config: ProfileConfig, items: list[CalibItem], call_kwargs: dict | None = None) -> Sampler:
     from hprune.toy.pipeline import ShapesPipeline
 
     if isinstance(pipe, ShapesPipeline):
@@ -232,7 +293,7 @@ def make_sampler(pipe, config: ProfileConfig, items: list[CalibItem]) -> Sampler
     if not hasattr(pipe, "encode_prompt"):
         raise HpruneError(f"cannot profile a {type(pipe).__name__}; pass a shapes teacher or a diffusers SD3/FLUX pipeline.")
     get_adapter(pipe.transformer)  # an unsupported transformer class says so now
-    return DiffusersSampler(pipe, config, items)
+    return DiffusersSampler(pipe, config, items, call_kwargs)
 
 
 # ----------------------------------------------------------------- variants
@@ -370,27 +431,43 @@ class CallRecorder:
         return self.calls
 
 
-def make_reference(out: Path, sampler: Sampler, metric: Metric, items: list[CalibItem], norm_mode: str) -> None:
-    """Generate and score the unpruned model once; keep what variants reuse."""
+def make_reference(out: Path, sampler: Sampler, metric: Metric, items: list[CalibItem], norm_mode: str,
+                   progress: bool = False) -> None:
+    """Generate and score the unpruned model once; keep what variants reuse.
+    reference.npz is written last, whole or not at all: it marks the reference done."""
+    import io
+
+    from hprune.progress import progress as progress_bar
+
     model = sampler.transformer
     start = time.perf_counter()
     similarity = BlockSimilarity(model)
     recorder = CallRecorder(model) if norm_mode == "mean" else None
+    bar = progress_bar(desc="reference", total=1, unit="set", enabled=progress, bar_format=REFERENCE_BAR)
     try:
-        images = sampler.images()
+        images = sampler.images(on_step=bar.update)
+        bar.set_postfix_str(f"scoring with {metric.name}")
+        scores = check_scores(metric, metric.score(images, [it.prompt for it in items]), len(items))
     finally:
+        bar.close()
         sims = similarity.close()
         calls = recorder.close() if recorder else []
-    scores = check_scores(metric, metric.score(images, [it.prompt for it in items]), len(items))
     seconds = time.perf_counter() - start
     if norm_mode == "mean":
-        torch.save(calibrate_norms(model, calls), out / "norm_means.pt")
-    np.savez_compressed(out / "reference.npz", images=images, **{f"score_{k}": v for k, v in scores.items()})
+        buffer = io.BytesIO()
+        torch.save(calibrate_norms(model, calls), buffer)
+        write_atomic(out / "norm_means.pt", buffer.getvalue())
     write_json(out / "similarity.json", sims)
     write_json(out / "reference.json", {
         "metric": metric.name, "primary": metric.primary, "alignment": metric.alignment,
         "values": {k: float(v.mean()) for k, v in scores.items()}, "n_prompts": len(items), "seconds": round(seconds, 4),
     })
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, images=images, **{f"score_{k}": v for k, v in scores.items()})
+    write_atomic(out / "reference.npz", buffer.getvalue())
+
+
+REFERENCE_BAR = "{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]"
 
 
 def load_reference(out: Path) -> tuple[dict[str, np.ndarray], dict | None]:
@@ -404,21 +481,36 @@ def load_reference(out: Path) -> tuple[dict[str, np.ndarray], dict | None]:
 
 
 def prepare_run(out: Path, config: ProfileConfig, items: list[CalibItem], model, model_name: str, write: bool) -> None:
-    """Check a resumed run matches; on the main process write what is new."""
+    """Check a resumed run matches; on the main process write what is new. Settings
+    left by a run that failed before its reference was made hold no results: the
+    new settings replace them."""
     units = ModelUnits.from_model(model)
     saved = out / "config.json"
-    if saved.is_file():
+    fresh = not saved.is_file() or not (out / "reference.npz").is_file()
+    if not fresh:
         old = json.loads(saved.read_text())
-        if old["settings"] != config.settings() or ModelUnits.load(out / "units.json").arch != units.arch:
-            raise HpruneError(f"{out} holds a profile of other settings or another model; "
-                              "pass the same model and settings to resume, or a new --out.")
-    if not write:
+        if ModelUnits.load(out / "units.json").arch != units.arch:
+            raise HpruneError(f"{out} holds a profile of another model ({old.get('model') or 'unnamed'}); "
+                              f"pass that model to resume, or start afresh with a new --out (or delete {out}).")
+        changed = settings_diff(old["settings"], config.settings())
+        if changed:
+            raise HpruneError(f"{out} holds a profile made with other settings ({changed}); pass the same settings "
+                              f"to resume, or start afresh with a new --out (or delete {out}).")
+    if not write or not fresh:
         return
     out.mkdir(parents=True, exist_ok=True)
-    if not saved.is_file():
-        write_atomic(out / "prompts.jsonl", "".join(json.dumps(asdict(it)) + "\n" for it in items))
-        write_json(out / "units.json", units.to_dict())
-        write_json(saved, {"settings": config.settings(), "model": model_name, "command": sys.argv, "versions": versions()})
+    write_atomic(out / "prompts.jsonl", "".join(json.dumps(asdict(it)) + "\n" for it in items))
+    write_json(out / "units.json", units.to_dict())
+    write_json(saved, {"settings": config.settings(), "model": model_name, "command": sys.argv, "versions": versions()})
+
+
+def settings_diff(old: dict, new: dict) -> str:
+    """'--size 64 -> 16, --metric shapes -> clip:/m': each setting that differs, as its flag."""
+    def show(value):
+        return "(unset)" if value is None else value
+
+    keys = [k for k in dict.fromkeys([*new, *old]) if old.get(k) != new.get(k)]  # in the order of --help
+    return ", ".join(f"--{k.replace('_', '-')} {show(old.get(k))} -> {show(new.get(k))}" for k in keys)
 
 
 def versions() -> dict:
@@ -443,12 +535,13 @@ def profile(pipe, config: ProfileConfig, out_dir: str | Path, model_name: str = 
     items = calibration_set(config)
     model = pipe.transformer
     metric = get_metric(config.metric, device=str(state.device))  # bad weights fail before anything is written
+    check_fits(pipe, config, metric)
     prepare_run(out, config, items, model, model_name, write=state.is_main_process)
     sampler = make_sampler(pipe, config, items)
     if state.is_main_process:
         repair_tail(out / TABLE)
         if not (out / "reference.npz").is_file():
-            make_reference(out, sampler, metric, items, config.norm_mode)
+            make_reference(out, sampler, metric, items, config.norm_mode, progress)
     state.wait_for_everyone()
     reference, norm_means = load_reference(out)
     order = variants(model, config.scope, config.pairs)
@@ -467,15 +560,21 @@ def profile(pipe, config: ProfileConfig, out_dir: str | Path, model_name: str = 
 
 def run_variants(out: Path, sampler: Sampler, metric: Metric, todo: list, reference: dict, config: ProfileConfig,
                  norm_means: dict | None, progress: bool) -> None:
-    from tqdm.auto import tqdm
+    from hprune.progress import progress as progress_bar
 
     prompts = [it.prompt for batch in sampler.batches for it in batch]
-    bar = tqdm(todo, desc="profile", unit="variant", disable=not progress, dynamic_ncols=True)
-    for units in bar:
-        bar.set_postfix_str(variant_key(units))
-        start = time.perf_counter()
-        with removed(sampler.transformer, list(units), config.norm_mode, norm_means):
-            images = sampler.images()
-        scores = check_scores(metric, metric.score(images, prompts), len(prompts))
-        append_row(out / TABLE, drop_row(units, reference, scores, metric, time.perf_counter() - start))
-    bar.close()
+    # Moves by the denoising step (a variant on CPU takes minutes), counts whole variants.
+    bar = progress_bar(desc="profile", total=len(todo), unit="variant", enabled=progress,
+                       bar_format="{l_bar}{bar}| {n:.2f}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
+    try:
+        for i, units in enumerate(todo):
+            bar.set_postfix_str(variant_key(units))
+            start = time.perf_counter()
+            with removed(sampler.transformer, list(units), config.norm_mode, norm_means):
+                images = sampler.images(on_step=bar.update)
+            scores = check_scores(metric, metric.score(images, prompts), len(prompts))
+            append_row(out / TABLE, drop_row(units, reference, scores, metric, time.perf_counter() - start))
+            bar.n = i + 1  # whole again: the steps' fractions do not sum exactly
+            bar.refresh()
+    finally:
+        bar.close()

@@ -32,13 +32,15 @@ COMPUTE_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 @dataclass
 class QuantConfig:
     backend: str = DEFAULT_BACKEND
-    group_size: int = 128  # w4fp8 / torchao-int4 inputs per scale; 0 = one scale per row (w4fp8 only)
+    group_size: int | None = None  # inputs per scale; 0 = one per row (w4fp8 only). None: w4fp8 0 (its fast path), else 128
     skip: tuple[str, ...] = ()
     compute_dtype: str = "bfloat16"
     double_quant: bool = True  # bnb-nf4: quantize the block scales too (the paper's setting)
 
     def __post_init__(self):
         self.skip = tuple(self.skip)
+        if self.group_size is None:
+            self.group_size = 0 if self.backend == "w4fp8" else 128
         problems = []
         if self.backend not in backends():
             problems.append(f"backend '{self.backend}' is not one of {sorted(backends())}")

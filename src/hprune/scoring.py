@@ -1,7 +1,9 @@
 """Rank removable units and turn a ranking into a pruning plan.
 
-Four rankers share one greedy selector, so that plans made by different
-methods for the same ratio remove the same parameter count within one unit:
+Four rankers share one selector (`select`), so that plans made by different
+methods for the same ratio remove the same share of parameters within
+`PlanConfig.tolerance` (1 point): a ranker that removes whole blocks fills what
+a further block would overshoot with the subcomponents it ranks lowest.
 
 - `hpp`: HierarchicalPrune's position-aware score (DESIGN.md 1.2);
 - `koala`: cosine similarity of a block's input and output hidden states
@@ -31,6 +33,7 @@ RANKERS = ("hpp", "koala", "bkscore", "lastk")
 # The paper's alphas (appendix A.2): SD3.5 Large Turbo 0.55, FLUX.1-schnell 0.01.
 PAPER_ALPHA = {"sd3": 0.55, "flux": 0.01}
 DEFAULT_R_THRES = 0.25
+MATCH_TOLERANCE = 0.01  # every method's plan removes its ratio and at most 1 point more (matched sizes)
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class PlanConfig:
     r_thres: float = DEFAULT_R_THRES  # hpp only: whole blocks up to here, then subcomponents
     norm_mode: str = "identity"
     alignment: str = "semantic"  # bkscore: the per-metric drop that plays CLIP score's role
+    tolerance: float = MATCH_TOLERANCE  # the removed share lands in [ratio, ratio + tolerance]
 
     def __post_init__(self):
         if self.method not in RANKERS:
@@ -97,6 +101,8 @@ class PlanConfig:
         self.r_thres = check_ratio(self.r_thres, "--r-thres")
         if self.alpha is not None and not math.isfinite(self.alpha):
             raise HpruneError(f"--alpha must be a finite number, got {self.alpha}.")
+        if not 0.0 <= self.tolerance < self.ratio:
+            raise HpruneError(f"tolerance must be at least 0 and below --ratio ({self.ratio}), got {self.tolerance}.")
 
 
 def position_weight(position: int, n_blocks: int, alpha: float) -> float:
@@ -130,6 +136,19 @@ def lastk_scores(units: ModelUnits) -> dict[str, float]:
     return {key: float(i) for i, key in enumerate(units.blocks)}
 
 
+def with_parts(block_scores: dict[str, float], units: ModelUnits,
+               part_scores: dict[str, float] | None = None) -> dict[str, float]:
+    """Block scores plus a score for every subcomponent, for filling a plan to its size.
+
+    A part the ranker scores itself (`part_scores`: bkscore's alignment drop of
+    each measured part) keeps that score; any other part inherits its block's,
+    so KOALA and last-k fill with parts of the block they would remove next.
+    """
+    inherited = {key: block_scores[Unit.parse(key).block_unit().key] for key in units.params
+                 if not Unit.parse(key).is_block and Unit.parse(key).block_unit().key in block_scores}
+    return {**inherited, **(part_scores or {}), **block_scores}
+
+
 def ranked(scores: dict[str, float], units: ModelUnits) -> list[str]:
     """Highest score first; ties go to the later block (the paper's prior)."""
     return sorted(scores, key=lambda k: (-scores[k], -units.position(k), k))
@@ -144,40 +163,67 @@ class Selection:
         self.units.append(key)
         self.removed += params
 
-    def holds_block_of(self, key: str) -> bool:
-        return Unit.parse(key).block_unit().key in self.units
+    def remove(self, key: str, params: int) -> None:
+        self.units.remove(key)
+        self.removed -= params
+
+    def can_take(self, key: str, units: ModelUnits) -> bool:
+        return (key not in self.units and Unit.parse(key).block_unit().key not in self.units
+                and units.params.get(key, 0) > 0)
 
 
-def select(order: list[str], units: ModelUnits, target: int, chosen: Selection | None = None) -> Selection:
-    """Take units in order until `target` parameters are removed.
+def select(order: list[str], units: ModelUnits, target: int, block_budget: int, slack: int) -> Selection:
+    """Remove at least `target` parameters and at most `slack` more, every ranker by one rule.
 
-    Stopping at the first unit that reaches the target bounds the overshoot by
-    one unit, so plans of different methods agree within one unit.
+    1. Whole blocks in rank order, each taken if the plan stays within
+       `block_budget` (HPP: `r_thres`; the whole-block rankers: no budget of
+       their own) and within `target + slack`; a block that would overshoot
+       is passed over, not taken.
+    2. If the target is not reached, the subcomponents the ranker ranks lowest
+       (most prunable first) fill the remainder by the same rule: each is taken
+       if the plan stays within `target + slack`, until the target is reached.
+    3. A gap left is smaller than every part still available (`_close`): the
+       lowest-ranked part taken is swapped for the best-ranked part that lands
+       the plan within `[target, target + slack]`; if no swap does, the part that
+       overshoots least is added, so a plan on coarse units (tiny test models)
+       may overshoot by up to one part, and its `ratio_reached` says so.
+
+    This is the fair reading of "matched sizes": every method removes the
+    target share within `slack` (1 point by default; all four do on the shapes
+    teachers' analyses), a whole-block ranker keeps its whole blocks where they
+    fit, and the parts it fills with are the ones its own ranking gives up
+    first, never another method's.
     """
-    chosen = chosen or Selection()
-    for key in order:
-        if chosen.removed >= target:
-            break
-        if key in chosen.units or chosen.holds_block_of(key) or units.params.get(key, 0) <= 0:
-            continue
-        chosen.add(key, units.params[key])
+    chosen = Selection()
+    _take_within([k for k in order if Unit.parse(k).is_block], units, target, min(block_budget, target + slack), chosen)
+    subs = [k for k in order if not Unit.parse(k).is_block]
+    _take_within(subs, units, target, target + slack, chosen)
+    if chosen.removed < target:
+        _close(subs, units, target, slack, chosen)
     return chosen
 
 
-def select_hpp(order: list[str], units: ModelUnits, target: int, block_budget: int) -> Selection:
-    """Whole blocks up to `r_thres`, then subcomponents for the rest (paper, Alg. 1).
+def _close(subs: list[str], units: ModelUnits, target: int, slack: int, chosen: Selection) -> None:
+    left = [k for k in subs if chosen.can_take(k, units)]
+    taken = [k for k in reversed(subs) if k in chosen.units]  # lowest-ranked first
+    for new in left:
+        for old in taken:
+            if target <= chosen.removed - units.params[old] + units.params[new] <= target + slack:
+                chosen.remove(old, units.params[old])
+                chosen.add(new, units.params[new])
+                return
+    if left:
+        smallest = min(left, key=lambda k: units.params[k])
+        chosen.add(smallest, units.params[smallest])
 
-    Below `r_thres` the plan is blocks only, as in the paper's moderate setting.
-    """
-    blocks = [k for k in order if Unit.parse(k).is_block]
-    if target <= block_budget:
-        return select(blocks, units, target)
-    chosen = Selection()
-    for key in blocks:
-        if chosen.removed + units.params[key] <= block_budget:
+
+def _take_within(order: list[str], units: ModelUnits, target: int, limit: int, chosen: Selection) -> None:
+    """Units in order, each if the plan stays within `limit`, until `target` is reached."""
+    for key in order:
+        if chosen.removed >= target:
+            return
+        if chosen.can_take(key, units) and chosen.removed + units.params[key] <= limit:
             chosen.add(key, units.params[key])
-    subs = [k for k in order if not Unit.parse(k).is_block]
-    return select(subs, units, target, chosen)
 
 
 def single_unit_drops(rows: list[dict], component: str | None = None) -> dict[str, float]:
@@ -195,12 +241,14 @@ def method_scores(config: PlanConfig, units: ModelUnits, rows: list[dict], simil
         return hpp_scores(_need(single_unit_drops(rows), "hpp"), units, resolved_alpha(config, units))
     if config.method == "bkscore":
         _check_component(rows, config.alignment)
-        return bkscore_scores(_need(single_unit_drops(rows, config.alignment), "bkscore"))
+        drops = _need(single_unit_drops(rows, config.alignment), "bkscore")
+        parts = {key: -drop for key, drop in drops.items() if not Unit.parse(key).is_block}
+        return with_parts(bkscore_scores(drops), units, parts)
     if config.method == "koala":
         if not similarity:
             raise HpruneError("koala needs block similarities (similarity.json); re-run `hprune profile` on this run directory.")
-        return koala_scores(similarity)
-    return lastk_scores(units)
+        return with_parts(koala_scores(similarity), units)
+    return with_parts(lastk_scores(units), units)
 
 
 def resolved_alpha(config: PlanConfig, units: ModelUnits) -> float:
@@ -212,14 +260,14 @@ def resolved_alpha(config: PlanConfig, units: ModelUnits) -> float:
 
 
 def make_plan(config: PlanConfig, units: ModelUnits, rows: list[dict], similarity: dict | None = None) -> Plan:
-    """Rank with `config.method` and remove units until `config.ratio` is reached."""
+    """Rank with `config.method` and remove units until `config.ratio` is reached,
+    overshooting by at most `config.tolerance` (see `select`)."""
     scores = method_scores(config, units, rows, similarity)
     order = ranked({k: v for k, v in scores.items() if k in units.params}, units)
     target = math.ceil(config.ratio * units.total_params)
-    if config.method == "hpp":
-        chosen = select_hpp(order, units, target, int(config.r_thres * units.total_params))
-    else:
-        chosen = select(order, units, target)
+    slack = int(config.tolerance * units.total_params)
+    block_budget = int(config.r_thres * units.total_params) if config.method == "hpp" else target + slack
+    chosen = select(order, units, target, block_budget, slack)
     if chosen.removed < target:
         raise HpruneError(
             f"{config.method} cannot reach ratio {config.ratio}: the ranked units hold only "

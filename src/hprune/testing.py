@@ -142,3 +142,49 @@ def tiny_generate(pipe, prompt: str = "a red circle", seed: int = 0, steps: int 
     kwargs = dict(height=16, width=16, num_inference_steps=steps, generator=gen, output_type="np",
                   max_sequence_length=16, guidance_scale=0.0)
     return pipe(prompt, **{**kwargs, **overrides}).images[0]
+
+
+CLIP_WORDS = ["a", "red", "blue", "green", "circle", "square", "triangle", "left", "of", "two", "photo"]
+
+
+def save_tiny_clip(folder, seed=0, projection=16):
+    """A random-weight CLIP (model, BPE tokenizer, image processor) saved like a real one into
+    `folder` (a Path): what `--metric clip:FOLDER` reads. Returns `folder`."""
+    import json
+
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    letters = sorted({c for w in CLIP_WORDS for c in w})
+    vocab = ["<|startoftext|>", "<|endoftext|>", *letters, *(c + "</w>" for c in letters), *(w + "</w>" for w in CLIP_WORDS)]
+    merges = _merges(CLIP_WORDS)
+    for m in merges:
+        token = m.replace(" ", "")
+        if token not in vocab:
+            vocab.append(token)
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
+    torch.manual_seed(seed)
+    text = dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=2, max_position_embeddings=32,
+                bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                  image_size=32, patch_size=8)
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=projection)).save_pretrained(folder)
+    return folder
+
+
+def _merges(words):
+    """BPE merges that rebuild each whole word left to right."""
+    merges = []
+    for w in words:
+        pieces = list(w[:-1]) + [w[-1] + "</w>"]
+        while len(pieces) > 1:
+            merge = f"{pieces[0]} {pieces[1]}"
+            if merge not in merges:
+                merges.append(merge)
+            pieces = [pieces[0] + pieces[1], *pieces[2:]]
+    return merges

@@ -53,3 +53,80 @@ def test_profile_command_errors_are_one_line(tmp_path, capsys):
     assert main(profile_args(tmp_path / "pipe", tmp_path / "prompts.txt", tmp_path / "run", "--metric", "clip:/no/such")) == 1
     assert "clip weights folder /no/such does not exist" in capsys.readouterr().err
     assert not (tmp_path / "run").exists(), "a failed start leaves nothing behind"
+
+
+def _save_tiny_clip(folder):
+    """tests/metrics/test_clip.py's random-weight CLIP, saved as a real one is."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("_tiny_clip", Path(__file__).parents[1] / "metrics" / "test_clip.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.save_tiny_clip(folder)
+
+
+def _error(capsys) -> str:
+    """The one error line (after the loading bars), no traceback."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and [l for l in err.splitlines() if l.startswith("error: ")] == [err.splitlines()[-1]], err
+    return err.splitlines()[-1]
+
+
+def test_a_real_pipeline_says_which_size_and_metric_it_takes(tmp_path, capsys):
+    """Issue #22, item 5: a tiny real SD3 pipeline folder (pos_embed_max_size 16, patch 2,
+    VAE factor 1: at most 32 px) with a size too big, then with the default shapes metric:
+    one sentence each and nothing written; with a local CLIP folder it profiles."""
+    tiny_pipeline("sd3").save_pretrained(tmp_path / "pipe")
+    capsys.readouterr()
+    out = tmp_path / "run"
+    base = ["profile", str(tmp_path / "pipe"), "--n-prompts", "2", "--steps", "1", "--scope", "blocks",
+            "--no-progress", "--out", str(out)]
+    assert main(base + ["--size", "64", "--metric", "redness"]) == 1
+    assert _error(capsys) == ("error: --size 64 is too big for this model: its pos_embed_max_size 16 "
+                              "allows at most --size 32.")
+    assert main(base + ["--size", "31", "--metric", "redness"]) == 1
+    assert "must be a multiple of 2" in _error(capsys)
+    assert main(base) == 1
+    assert "--metric clip:/path/to/clip or hps:/path/to/hps" in _error(capsys)
+    assert not out.exists(), "a refused start leaves nothing behind"
+    clip = _save_tiny_clip(tmp_path / "clip")
+    (tmp_path / "prompts.txt").write_text("a red circle\na blue square\n")
+    assert main(base + ["--size", "32", "--metric", f"clip:{clip}", "--prompts", str(tmp_path / "prompts.txt"),
+                        "--max-sequence-length", "16"]) == 0
+    rows = [json.loads(l) for l in (out / "contribution.jsonl").read_text().splitlines()]
+    assert rows and all(r["variant"].endswith(".block") and r["metric"] == "clip" for r in rows)
+
+
+def test_profile_shows_progress_and_ctrl_c_exits_130_with_nothing_half_written(tmp_path):
+    """Issue #22, item 9: the reference and the variants show a progress line; Ctrl-C
+    prints one line, exits 130, leaves no temporary or half-written file, and the same
+    command resumes to the whole table."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "hprune", "profile", "shapes-sd3", "--n-prompts", "2", "--batch-size", "2",
+            "--steps", "2", "--scope", "blocks", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while not (out / "contribution.jsonl").is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    err = err.decode()
+    assert proc.returncode == 130, err
+    assert err.rstrip("\n").split("\n")[-1] == "interrupted; re-run the same command to resume."
+    assert "Traceback" not in err
+    assert "reference:" in err and "profile:" in err, "the reference and the variants show progress"
+    names = [p.name for p in out.iterdir()]
+    assert not [n for n in names if ".tmp" in n], names
+    assert "reference.npz" in names
+    done = subprocess.run(argv + ["--no-progress"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(l) for l in (out / "contribution.jsonl").read_text().splitlines()]
+    assert len(rows) == len({r["variant"] for r in rows}) == 15

@@ -156,3 +156,23 @@ def test_weights_that_do_not_fit_the_manifest_are_one_sentence(tmp_path):
         tmp_path / "out" / "diffusion_pytorch_model.safetensors")
     with pytest.raises(HpruneError, match="changed after it was saved"):
         load(tmp_path / "out")
+
+
+def test_every_saved_file_is_readable_like_any_new_file(tmp_path):
+    """Issue #22, item 11: safetensors writes 0600; a saved folder is 0644 throughout
+    (pruned and quantized alike)."""
+    import os
+
+    from hprune.quantize import QuantConfig, quantize_
+
+    pipe = tiny_pipeline("sd3")
+    pipe.save_pretrained(tmp_path / "pipe")
+    model = prune_(tiny_sd3(), get_adapter(tiny_sd3()).make_plan(tiny_sd3(), ["joint.1"]))
+    save(model, tmp_path / "pruned", source=tmp_path / "pipe")
+    quantize_(model, QuantConfig(backend="w4fp8", group_size=0))
+    save(model, tmp_path / "quantized")
+    mask = os.umask(0)
+    os.umask(mask)
+    for folder in ("pruned", "quantized"):
+        modes = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in (tmp_path / folder).rglob("*") if p.is_file()}
+        assert set(modes.values()) == {oct(0o666 & ~mask)}, modes

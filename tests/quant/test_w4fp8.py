@@ -63,3 +63,84 @@ def test_triton_kernel_matches_the_reference(m, k, n, group):
     out = w4fp8_matmul(x8, rowsum, xs, packed, scale, bias)
     assert torch.isfinite(out).all()
     assert ((out.double() - ref).norm() / ref.norm()) < (3e-3 if group else 2e-2)  # bf16 output rounding
+
+
+def test_unpacked_fp8_weight_times_row_scale_is_the_int4_weight():
+    # the cuBLAS path multiplies e4m3 codes n - 8 by the row scale: exact for int4
+    from hprune.quant.w4fp8 import w4_unpack_fp8
+
+    packed, scale = pack_int4(torch.randn(48, 384), 0)
+    w8, scale32 = w4_unpack_fp8(packed, scale)
+    assert w8.dtype == torch.float8_e4m3fn and w8.shape == (48, 384) and scale32.shape == (1, 48)
+    assert torch.equal(w8.float() * scale32.view(-1, 1), unpack_int4(packed, scale))
+    assert w8.float().abs().max() <= 8
+
+
+def test_only_per_row_cuda_layers_with_n_multiple_of_16_take_the_fast_path():
+    from hprune.quant.w4fp8 import takes_fast_path
+
+    packed, scale = pack_int4(torch.randn(48, 128), 0)
+    assert not takes_fast_path(torch.randn(2, 128), packed, scale)  # CPU
+    meta = torch.empty(2, 128, device="meta")
+    assert takes_fast_path(type("X", (), {"is_cuda": True})(), packed, scale) and not takes_fast_path(meta, packed, scale)
+    assert not takes_fast_path(type("X", (), {"is_cuda": True})(), *pack_int4(torch.randn(48, 128), 128))
+    assert not takes_fast_path(type("X", (), {"is_cuda": True})(), *pack_int4(torch.randn(40, 128), 0))
+
+
+def _rel(out, ref):
+    return ((out.double() - ref).norm() / ref.norm()).item()
+
+
+def _operands(m, k, n):
+    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    packed, scale = pack_int4(torch.randn(n, k, device="cuda") * 0.02, 0)
+    return x, packed, scale, torch.randn(n, device="cuda", dtype=torch.bfloat16)
+
+
+@pytest.mark.gpu
+def test_unpack_kernel_is_bit_exact():
+    from hprune.quant.w4fp8 import unpack_fp8_reference
+    from hprune.quant.w4fp8_unpack import unpack_fp8
+
+    for n, k in [(2432, 9728), (3072, 15360), (208, 256)]:
+        packed = torch.randint(0, 256, (n, k // 2), device="cuda", dtype=torch.uint8)
+        scale = torch.rand(n, device="cuda").to(torch.bfloat16)
+        w8, s32 = unpack_fp8(packed, scale)
+        ref8, ref_s = unpack_fp8_reference(packed.cpu(), scale.cpu())
+        assert torch.equal(w8.view(torch.uint8).cpu(), ref8.view(torch.uint8)) and torch.equal(s32.cpu(), ref_s)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("m,k,n", [(4429, 2432, 2432), (4608, 15360, 3072), (333, 2432, 9728), (1, 2432, 14592)])
+def test_cublas_fast_path_matches_float64_of_the_quantized_operands(m, k, n):
+    from hprune.quant.w4fp8 import fast_linear, quantize_tokens
+
+    x, packed, scale, bias = _operands(m, k, n)
+    x8, xs = quantize_tokens(x)
+    ref = (x8.double() * xs.double()) @ unpack_int4(packed, scale).double().t() + bias.double()
+    out = fast_linear(x, packed, scale, bias)
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+    assert _rel(out, ref) < 5e-3  # bf16 output rounding and FP8 fast accumulation
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("m,k,n", [(4429, 2432, 2432), (333, 2432, 9728), (77, 256, 200)])
+def test_swapped_triton_kernel_matches_float64_of_the_quantized_operands(m, k, n):
+    from hprune.quant.w4fp8_kernel import w4fp8_matmul_swapped
+
+    x, packed, scale, bias = _operands(m, k, n)
+    x8, rowsum, xs = quantize_rows(x, 0)
+    ref = (x8.double() * xs.double()[:, None]) @ unpack_int4(packed, scale).double().t() + bias.double()
+    out = w4fp8_matmul_swapped(x8, rowsum, xs, packed, scale, bias)
+    assert torch.isfinite(out).all() and _rel(out, ref) < 2e-2  # the -8 * rowsum offset cancels in fp32
+
+
+@pytest.mark.gpu
+def test_per_row_linear_takes_the_fast_path_under_compile():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(2432, 2432).to("cuda", torch.bfloat16)
+    q = W4Fp8Linear.from_linear(lin, 0)
+    x = torch.randn(2, 300, 2432, device="cuda", dtype=torch.bfloat16)
+    eager, compiled = q(x), torch.compile(q)(x)
+    assert torch.allclose(eager.float(), compiled.float(), atol=2e-2, rtol=2e-2)
+    assert _rel(eager, lin(x).double()) < 0.2

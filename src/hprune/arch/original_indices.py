@@ -9,9 +9,11 @@ survivors. These functions translate with the model's `BlockMap`
 - `translate_layers(model, [7, 8, 9])`: original block indices -> current ones;
 - `translate_state_dict(model, lora)`: a diffusers-format (LoRA) state dict
   renamed to current indices, without what pruning removed;
-- `with_original_indices(pipe)`: a pipeline whose `__call__(skip_guidance_layers=...)`
-  and `load_lora_weights(...)` take original indices. `hprune.load_pipeline`
-  applies it to every pipeline whose transformer was pruned or quantized.
+- `with_original_indices(pipe)`: a pipeline whose `__call__(skip_guidance_layers=...)`,
+  `load_lora_weights(...)` and `load_ip_adapter(...)` take original indices, and
+  whose transformer takes ControlNet residuals made for the original model
+  (hprune.arch.controlnet). `hprune.load_pipeline` applies it to every pipeline
+  whose transformer was pruned or quantized.
 
 What pruning removed is left out with one logged line (logger `hprune`); an
 index the original model never had raises HpruneError.
@@ -183,15 +185,36 @@ class OriginalIndicesPipeline:
         finally:
             self.__dict__.pop("lora_state_dict", None)
 
+    def load_ip_adapter(self, *args, **kwargs):
+        """diffusers' `load_ip_adapter`, with the adapter's per-layer weights (numbered by the
+        attention layers of the original model) moved to the same layers of this one."""
+        from hprune.arch.ip_adapter import ip_adapter_positions, translate_ip_adapter
+
+        transformer = self.transformer
+        load, positions = transformer._load_ip_adapter_weights, ip_adapter_positions(transformer)
+        # diffusers hands the read weights to transformer._load_ip_adapter_weights: shadow it for this call
+        transformer.__dict__["_load_ip_adapter_weights"] = lambda state_dicts, **kw: load(
+            [translate_ip_adapter(sd, positions) for sd in (state_dicts if isinstance(state_dicts, list) else [state_dicts])], **kw)
+        try:
+            return super().load_ip_adapter(*args, **kwargs)
+        finally:
+            transformer.__dict__.pop("_load_ip_adapter_weights", None)
+
+
+# 4-bit layers peft has no LoRA layer for: hprune's own w4fp8 kernel (not an nn.Linear, no `weight`
+# for diffusers' FLUX loader) and torchao int4 (peft's TorchaoLoraLinear takes int8 only).
+# bnb-nf4 (peft's Linear4bit) and torchao-fp8 pass through to diffusers/peft.
+NO_LORA_BACKENDS = ("w4fp8", "torchao-int4", "torchao-int4-tinygemm")
+
 
 def _refuse_unfused_quantized(model: nn.Module) -> None:
     from hprune.quantize import quant_state
 
     quant = quant_state(model)
-    if quant is not None and quant[0].backend == "w4fp8":
-        raise HpruneError("a LoRA cannot be loaded into a w4fp8-quantized transformer; fuse it into the 16-bit "
-                          "model before quantizing (pipe.load_lora_weights(...); pipe.fuse_lora(); "
-                          "pipe.unload_lora_weights(); then quantize pipe.transformer).")
+    if quant is not None and quant[0].backend in NO_LORA_BACKENDS:
+        raise HpruneError(f"a LoRA cannot be loaded into a {quant[0].backend}-quantized transformer; fuse it into "
+                          "the 16-bit model before quantizing (pipe.load_lora_weights(...); pipe.fuse_lora(); "
+                          "pipe.unload_lora_weights(); then `hprune quantize` or hprune.quantize_(pipe.transformer, ...)).")
 
 
 @functools.cache
@@ -202,7 +225,12 @@ def _subclass(cls: type) -> type:
 
 def with_original_indices(pipe):
     """`pipe`, in place, taking skip-layer guidance indices and LoRA keys in the original model's
-    block numbering (its class becomes a subclass of its own class of the same name)."""
+    block numbering (its class becomes a subclass of its own class of the same name); its
+    transformer spreads ControlNet residuals made for the original model over its blocks as the
+    original model would (hprune.arch.controlnet), also in pipelines built from its components."""
+    from hprune.arch.controlnet import install_controlnet_translation
+
     if not isinstance(pipe, OriginalIndicesPipeline):
         pipe.__class__ = _subclass(type(pipe))
+    install_controlnet_translation(pipe.transformer)
     return pipe

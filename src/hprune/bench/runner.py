@@ -24,7 +24,7 @@ class Variant:
     name: str  # e.g. "original", "pruned-20%"
     plan: object = None  # callable(model) -> Plan, or None
     quant: str = BF16
-    group_size: int = 128
+    group_size: int | None = None  # None: the backend's default (QuantConfig)
 
 
 @dataclass
@@ -38,6 +38,7 @@ class BenchConfig:
     repeats: int = 10
     warmup: int = 3
     breakdown: bool = False
+    cuda_graph: bool = False  # also time each compiled model replayed from one CUDA graph per step
     text_encoders: bool = False
     t5_quant: str | None = None
     variants: list[Variant] = field(default_factory=list)
@@ -73,8 +74,8 @@ def run(config: BenchConfig, log=print, on_row=None) -> tuple[list[dict], dict]:
     for variant in [Variant("original"), *config.variants]:
         try:
             for row, breakdown in _measure_variant(arch, variant, config, log):
-                base = baseline.setdefault(row["compiled"], row) if variant.name == "original" else baseline[row["compiled"]]
-                rows.append(_finish(row, base, baseline.get(False)))
+                base = baseline.setdefault(_mode(row), row) if variant.name == "original" else baseline[_mode(row)]
+                rows.append(_finish(row, base, baseline.get("eager")))
                 if breakdown:
                     extras["breakdown_ms"][_label(rows[-1])] = breakdown
                 log(markdown_row(rows[-1]))
@@ -112,9 +113,24 @@ def _measure_variant(arch: Arch, variant: Variant, config: BenchConfig, log):
         peak = measure.peak_step_gib(model, kwargs, baseline_bytes)
         breakdown = measure.kernel_breakdown(model, kwargs) if config.breakdown else None
         yield _row(arch, variant, config, compiled, params, model, step, total, peak), breakdown
+        if compiled and config.cuda_graph:
+            yield _graphed_row(arch, variant, config, params, model, kwargs, baseline_bytes), None
     del model, kwargs
     gc.collect()
     torch.cuda.empty_cache()
+
+
+def _graphed_row(arch, variant, config, params, model, kwargs, baseline_bytes) -> dict:
+    graphed = measure.GraphedStep(model, kwargs, baseline_bytes)
+    step = measure.time_step_ms(graphed, kwargs, config.warmup, config.repeats)
+    total = measure.time_steps_ms(graphed, kwargs, _timesteps(config.steps), lambda kw, t: set_timestep(arch, kw, t))
+    row = _row(arch, variant, config, True, params, model, step, total, graphed.peak_gib)
+    del graphed
+    return dict(row, cuda_graph=True)
+
+
+def _mode(row: dict) -> str:
+    return "compiled+graph" if row.get("cuda_graph") else "compiled" if row["compiled"] else "eager"
 
 
 def _build(arch: Arch, variant: Variant):
@@ -160,8 +176,8 @@ def _row(arch, variant, config, compiled, params, model, step, total, peak) -> d
 
 
 def _quant_label(variant: Variant) -> str:
-    if variant.quant == "w4fp8" and variant.group_size == 0:
-        return "w4fp8-perrow"
+    if variant.quant == "w4fp8":
+        return "w4fp8-g128" if variant.group_size == 128 else "w4fp8-perrow"
     return variant.quant
 
 
@@ -187,7 +203,7 @@ def with_encoders(row: dict, enc: dict) -> dict:
 
 
 def _label(row: dict) -> str:
-    return f"{row['arch']} {row['variant']} {row['quant']} {'compiled' if row['compiled'] else 'eager'}"
+    return f"{row['arch']} {row['variant']} {row['quant']} {_mode(row)}"
 
 
 HEADER = ("| arch | variant | ratio | quant | compiled | params (B) | weights GiB | peak GiB | ms/step | "
@@ -196,6 +212,6 @@ HEADER = ("| arch | variant | ratio | quant | compiled | params (B) | weights Gi
 
 def markdown_row(r: dict) -> str:
     eager = "" if r["speedup_vs_bf16_eager"] is None else f"{r['speedup_vs_bf16_eager']:.2f}"
-    return (f"| {r['arch']} | {r['variant']} | {r['ratio']:.3f} | {r['quant']} | {'yes' if r['compiled'] else 'no'} | "
+    return (f"| {r['arch']} | {r['variant']} | {r['ratio']:.3f} | {r['quant']} | {_mode(r)} | "
             f"{r['params'] / 1e9:.2f} | {r['weights_gib']:.2f} | {r['peak_gib']:.2f} | {r['step_ms']:.1f} | "
             f"{r['speedup_vs_bf16']:.2f} | {eager} | {r['memory_ratio']:.3f} | {r['total_ms']:.0f} ({r['steps']}) |")

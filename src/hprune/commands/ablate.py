@@ -16,7 +16,7 @@ def add_arguments(parser):
     parser.add_argument("--teacher", required=True, help="shapes-sd3 | shapes-flux | a shapes pipeline folder")
     parser.add_argument("--run-dir", required=True, help="the teacher's `hprune profile` run directory")
     parser.add_argument("--out", required=True, help="working folder (resumable: finished rows are kept)")
-    parser.add_argument("--results", help="write the rows here as a JSON list (e.g. results/ablation-shapes-sd3.json)")
+    parser.add_argument("--results", help="write the table rows here as a JSON list (e.g. results/ablation-shapes-sd3.json)")
     parser.add_argument("--ratios", default=",".join(f"{r:g}" for r in table.ratios),
                         help="fractions of parameters removed, one table block each")
     parser.add_argument("--methods", default=",".join(METHODS), help="rows of each block, comma-separated")
@@ -27,6 +27,10 @@ def add_arguments(parser):
                         help="with --r-thres val: distil each candidate plan this many steps before scoring it "
                              "(0: score the pruned model)")
     parser.add_argument("--quant", choices=BACKEND_NAMES, help="also score every row with this 4-bit backend")
+    parser.add_argument("--seeds", type=_seeds, default=None,
+                        help="distillation seeds, e.g. 0,1,2: each distilled row runs once per seed; the table gives "
+                             "the mean, a 95%% t-interval over seeds and a paired bootstrap of hpp+pwp against the "
+                             "best baseline (default: one run at seed 0)")
     parser.add_argument("--steps", type=int, default=dcfg.steps, help="distillation steps per row (same for every row)")
     parser.add_argument("--batch-size", type=int, default=dcfg.batch_size, help="distillation batch size")
     parser.add_argument("--lr", type=float, default=dcfg.lr, help="distillation learning rate")
@@ -45,6 +49,15 @@ def _r_thres(text: str) -> float | str:
     return text if text == "val" else float(text)
 
 
+def _seeds(text: str) -> tuple[int, ...]:
+    import argparse
+
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes whole numbers separated by commas, like 0,1,2; got '{text}'") from None
+
+
 def run(args) -> int:
     import torch
 
@@ -54,7 +67,7 @@ def run(args) -> int:
                          sg_scale=args.sg_scale, sg_granularity=args.sg_granularity, checkpoint_every=max(1, args.steps // 4),
                          mixed_precision="bf16" if torch.cuda.is_available() else "no")
     cfg = AblateConfig(ratios=tuple(float(r) for r in args.ratios.split(",")),
-                       methods=tuple(m.strip() for m in args.methods.split(",")), quant=args.quant,
+                       methods=tuple(m.strip() for m in args.methods.split(",")), quant=args.quant, seeds=args.seeds,
                        r_thres=args.r_thres, r_thres_steps=args.r_thres_steps, distill=dcfg,
                        data_size=args.data_size, per_category=args.per_category,
                        split=args.split, eval_steps=args.eval_steps, jobs=args.jobs)

@@ -25,12 +25,14 @@ def add_arguments(parser) -> None:
     plan.add_argument("--remove-last", type=int, metavar="K", help="remove the last K removable blocks")
     plan.add_argument("--ratio", type=float, help="published/late-block plan for this parameter ratio (sd3.5-large 0.2: the authors' blocks)")
     parser.add_argument("--quant", default=BF16, choices=[BF16, *BACKEND_NAMES], help="weight quantization of the compressed model")
-    parser.add_argument("--group-size", type=int, default=128, help="w4fp8: 128, or 0 for one scale per row")
+    parser.add_argument("--group-size", type=int, default=None, help="w4fp8: 0 = one scale per row (default, the fast path) or 128")
     parser.add_argument("--compile", action="store_true", help="also measure with each block compiled (torch.compile)")
     parser.add_argument("--resolution", type=int, default=1024, help="image side in pixels")
     parser.add_argument("--steps", type=int, default=4, help="steps of the end-to-end transformer time")
     parser.add_argument("--repeats", type=int, default=10, help="timed steps; the median is reported (>= 10)")
     parser.add_argument("--breakdown", action="store_true", help="also write kernel time by category per row")
+    parser.add_argument("--cuda-graph", action="store_true", help="with --compile: also time each step replayed from one CUDA graph")
+    parser.add_argument("--fp8-original", action="store_true", help="also measure the unpruned model in torchao float8 row-wise (needs torchao)")
     parser.add_argument("--text-encoders", action="store_true", help="also count the T5/CLIP encoders' memory")
     parser.add_argument("--t5-quant", default=None, choices=BACKEND_NAMES, help="with --text-encoders: quantize T5-XXL")
     parser.add_argument("--out", default=".", help="folder for bench.json and bench.md")
@@ -55,13 +57,15 @@ def variant(args):
 
 
 def run(args) -> int:
-    from hprune.bench.runner import HEADER, BenchConfig, markdown_row, run as run_bench
+    from hprune.bench.runner import HEADER, BenchConfig, Variant, markdown_row, run as run_bench
 
     if args.t5_quant and not args.text_encoders:
         raise HpruneError("--t5-quant needs --text-encoders; add it or drop --t5-quant.")
     v = variant(args)
+    fp8 = [Variant("original-fp8", None, "torchao-fp8")] if args.fp8_original else []
     config = BenchConfig(arch=args.arch, resolution=args.resolution, steps=args.steps, compile=args.compile, repeats=args.repeats,
-                         breakdown=args.breakdown, text_encoders=args.text_encoders, t5_quant=args.t5_quant, variants=[v] if v else [])
+                         breakdown=args.breakdown, cuda_graph=args.cuda_graph, text_encoders=args.text_encoders, t5_quant=args.t5_quant,
+                         variants=fp8 + ([v] if v else []))
     rows, extras = run_bench(config)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

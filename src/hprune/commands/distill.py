@@ -1,12 +1,16 @@
-"""`hprune distill --teacher MODEL --plan plan.json --out DIR [--pwp] [--sgdistill]`."""
+"""`hprune distill --teacher MODEL --plan plan.json --out DIR [--pwp] [--sgdistill]`.
+
+On several GPUs: `accelerate launch --num_processes N -m hprune distill ... [--strategy fsdp]`;
+--batch-size stays the global batch (hprune.distill.parallel)."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hprune.distill.config import (OPTIMIZERS, PRECISIONS, SG_GRANULARITIES, SG_GRANULARITY_HELP, SG_SCALE_HELP,
-                                   SG_SCALES, DistillConfig)
+                                   SG_SCALES, STRATEGIES, STRATEGY_HELP, DistillConfig)
 from hprune.distill.sensitivity import load_sensitivity
 from hprune.errors import HpruneError
 from hprune.plan import Plan
@@ -22,9 +26,13 @@ def add_arguments(parser):
     parser.add_argument("--plan", required=True, help="plan.json (from `hprune plan`)")
     parser.add_argument("--out", required=True, help="run folder: the distilled model goes to OUT/model, "
                         "checkpoints, logs and the data cache beside it")
-    parser.add_argument("--data", default="shapes:4096",
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--data", default="shapes:4096",
                         help="shapes[:N] (renders of the training split), an image folder with .txt captions, "
                              "or a cache .safetensors written by an earlier run")
+    source.add_argument("--synthetic-data", type=int, metavar="N",
+                        help="N random latents and text embeddings of the model's shapes (at --resolution), "
+                             "to measure speed and memory without data")
     parser.add_argument("--resolution", type=int, default=1024, help="image size for an image-folder dataset")
     parser.add_argument("--pwp", action="store_true", help="freeze surviving blocks before the first pruned one")
     parser.add_argument("--pwp-boundary", type=int, help="freeze surviving blocks before this forward position")
@@ -35,12 +43,15 @@ def add_arguments(parser):
     parser.add_argument("--sensitivity", help="contribution.jsonl from `hprune profile`")
     parser.add_argument("--norm-means", help="norm_means.pt from `hprune profile` (plans with norm_mode mean)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
-    for name, kind, help_text in (("steps", int, "training steps"), ("batch-size", int, "images per step"),
+    for name, kind, help_text in (("steps", int, "training steps"), ("batch-size", int, "images per step, over all processes"),
                                   ("lr", float, "learning rate"), ("kd-weight", float, "weight of the output loss"),
                                   ("feat-weight", float, "weight of the feature loss"),
                                   ("checkpoint-every", int, "steps between checkpoints"), ("seed", int, "random seed")):
         parser.add_argument(f"--{name}", type=kind, default=getattr(DistillConfig, name.replace("-", "_")), help=help_text)
-    parser.add_argument("--optimizer", default=DistillConfig.optimizer, choices=OPTIMIZERS, help="optimizer")
+    parser.add_argument("--optimizer", default=DistillConfig.optimizer, choices=OPTIMIZERS,
+                        help="optimizer; adamw8bit (bitsandbytes, CUDA) keeps Adam's state in 8 bits")
+    parser.add_argument("--strategy", default=DistillConfig.strategy, choices=STRATEGIES, help=STRATEGY_HELP)
+    parser.add_argument("--compile", action="store_true", help="torch.compile every transformer block")
     parser.add_argument("--mixed-precision", default="auto", type=_precision,
                         help=f"{' | '.join(PRECISIONS)}, or auto: bf16 when a CUDA GPU is visible, else no")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations to save memory")
@@ -75,14 +86,30 @@ def build_data(spec: str, pipe, out: Path, resolution: int, seed: int) -> Distil
             raise HpruneError("--data shapes:N works only with the shapes teachers; for a diffusers pipeline pass "
                               "--data IMAGE_FOLDER (images with a .txt caption beside each).")
         n = int(spec.split(":", 1)[1]) if ":" in spec else 4096
-        data = shapes_data(pipe, n, seed=seed)
+        data = shapes_data(pipe, n, seed=seed, progress=True)
     else:
         from hprune.distill.sources import folder_data
 
-        data = folder_data(pipe, spec, resolution)
+        data = folder_data(pipe, spec, resolution, progress=True)
     out.mkdir(parents=True, exist_ok=True)
     data.save(cache)
-    return data
+    return DistillData.load(cache)  # train on what a resume will read, never on what made it
+
+
+@contextmanager
+def _removed_if_refused(out: Path):
+    """A run refused by its settings (HpruneError: e.g. PWP froze every weight) leaves
+    no data cache, nor the --out folder it created, behind."""
+    existed = out.exists()
+    before = set(out.glob(DATA_FILE.format(key="*"))) if existed else set()
+    try:
+        yield
+    except HpruneError:
+        for made in set(out.glob(DATA_FILE.format(key="*"))) - before:
+            made.unlink()
+        if not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
 
 
 def run(args) -> int:
@@ -93,25 +120,59 @@ def run(args) -> int:
                         pwp_boundary=args.pwp_boundary, sgdistill=args.sgdistill, sg_scale=args.sg_scale, sg_granularity=args.sg_granularity,
                         checkpoint_every=args.checkpoint_every,
                         seed=args.seed, mixed_precision=args.mixed_precision,
-                        gradient_checkpointing=args.gradient_checkpointing, ema_decay=args.ema_decay)
+                        gradient_checkpointing=args.gradient_checkpointing, ema_decay=args.ema_decay,
+                        strategy=args.strategy, compile=args.compile)
     import torch
 
     from hprune.distill import distill
     from hprune.folders import load_pipeline, save
     from hprune.folders.atomic import check_out
     from hprune.folders.loading import check_plan_for
+    from hprune.distill.loop import check_run_folder
     from hprune.folders.paths import RUN_MODEL
 
     plan = Plan.load(args.plan)
     out = Path(args.out)
     check_out(out / RUN_MODEL)
-    check_plan_for(plan, args.teacher)  # before anything is loaded or made
-    pipe = load_pipeline(args.teacher)
-    data = build_data(args.data, pipe, out, args.resolution, args.seed)
+    # Every input is checked before anything is loaded or made.
+    check_plan_for(plan, args.teacher)
+    check_run_folder(out, args.resume)
     sensitivity = load_sensitivity(args.sensitivity) if args.sensitivity else None
     norm_means = torch.load(args.norm_means, weights_only=True) if args.norm_means else None
-    student = distill(pipe.transformer, plan, data, cfg, out, sensitivity=sensitivity, norm_means=norm_means,
-                      resume=args.resume)
+    pipe = load_pipeline(args.teacher)
+    with _removed_if_refused(out):
+        data = _data(args, pipe, out)
+        student = distill(pipe.transformer, plan, data, cfg, out, sensitivity=sensitivity, norm_means=norm_means,
+                          resume=args.resume)
+    from hprune.distill.parallel import process_state
+
+    if not process_state().is_main_process:  # every process holds the same student; one writes it
+        return 0
     model = save(student, out / RUN_MODEL, source=args.teacher)
     print(f"distilled model saved to {model} (load with hprune.load or hprune.load_pipeline)")
     return 0
+
+
+def _data(args, pipe, out: Path) -> DistillData:
+    if args.synthetic_data is None:
+        from hprune.distill.parallel import process_state
+
+        with process_state().main_process_first():  # one process writes the cache, the others read it
+            return build_data(args.data, pipe, out, args.resolution, args.seed)
+    from hprune.distill.synthetic import input_shape, synthetic_data
+
+    return synthetic_data(pipe.transformer, args.synthetic_data, *input_shape(pipe, args.resolution), seed=args.seed)
+
+
+def out_of_memory_hint(args) -> str:
+    """What to turn when a step does not fit: the knobs not already turned (the CLI's error boundary)."""
+    knobs = [f"lower --batch-size (now {args.batch_size})"]
+    if not args.gradient_checkpointing:
+        knobs.append("add --gradient-checkpointing")
+    if args.optimizer != "adamw8bit":
+        knobs.append("pass --optimizer adamw8bit")
+    if args.strategy != "fsdp":
+        knobs.append("shard the student over more GPUs with `accelerate launch --num_processes N` and --strategy fsdp")
+    else:
+        knobs.append("launch on more GPUs")
+    return ", ".join(knobs[:-1]) + " or " + knobs[-1]

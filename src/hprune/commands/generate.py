@@ -1,8 +1,12 @@
-"""`hprune generate`: images from prompts with a (pruned) shapes pipeline.
+"""`hprune generate`: images from prompts with a (pruned) shapes teacher or diffusers SD3/FLUX pipeline.
 
     hprune generate --model shapes-sd3 --split test --steps 8 --seed 0 --out runs/gen
     hprune generate --model runs/pruned --prompts prompts.txt --out runs/gen
+    hprune generate --model sd35-pruned --prompts prompts.txt --size 1024 --steps 28 --guidance 4.5 \
+        --lora style.safetensors --skip-layers 7,8,9 --out runs/gen
 
+`--lora` and `--skip-layers` name blocks as the original (unpruned) model did; the
+pipeline hprune.load_pipeline returns for a pruned folder translates them.
 Writes one PNG per prompt, `generations.jsonl` (prompt, seed, path, scene) and
 `generation.json`; re-running the same command resumes.
 """
@@ -10,6 +14,7 @@ Writes one PNG per prompt, `generations.jsonl` (prompt, seed, path, scene) and
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,18 +22,34 @@ from PIL import Image
 
 from hprune.cuda import AUTO, DEVICE_HELP, avoid_cudnn_attention, resolve_device
 from hprune.errors import HpruneError
-from hprune.generate import GenerationConfig, Item, generate_to_dir, save_grid
+from hprune.generate import GenerationConfig, Item, check_fits, generate_to_dir, is_diffusers, load_loras, save_grid
+
+DIFFUSERS_STEPS = 4  # diffusers pipelines: few-step (distilled) models, as in `hprune profile`
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", required=True, help="shapes-sd3, shapes-flux, or a pipeline folder")
+    parser.add_argument("--model", required=True,
+                        help="shapes-sd3, shapes-flux, or a pipeline folder (shapes, or diffusers SD3/SD3.5/FLUX, pruned or not)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--prompts", help="a .txt file (one prompt a line) or .jsonl (scene dicts or {\"prompt\": ...})")
-    source.add_argument("--split", choices=("train", "val", "test"), help="a split's evaluation set (equal images per category, fixed seeds)")
+    source.add_argument("--prompts", help="a .txt file (one prompt a line) or .jsonl ({\"prompt\": ...}, optional \"seed\"; "
+                                          "for shapes teachers also scene dicts)")
+    source.add_argument("--split", choices=("train", "val", "test"),
+                        help="shapes teachers: a split's evaluation set (equal images per category, fixed seeds)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N items (a split's categories are interleaved)")
-    parser.add_argument("--steps", type=int, default=GenerationConfig.steps, help="sampling steps")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"sampling steps (default: {GenerationConfig.steps} for shapes teachers, "
+                             f"{DIFFUSERS_STEPS} for diffusers pipelines)")
     parser.add_argument("--seed", type=int, default=GenerationConfig.seed, help="added to each image's own seed (a split item's fixed seed, or a prompt file's line index)")
-    parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's own)")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="guidance scale (default: a shapes teacher's own; 0 for diffusers pipelines)")
+    parser.add_argument("--size", type=int, default=None, help="diffusers pipelines: image side in pixels (default: the pipeline's)")
+    parser.add_argument("--max-sequence-length", type=int, default=None,
+                        help="diffusers pipelines: text tokens (default: the pipeline's, at most 256 SD3 / 512 FLUX)")
+    parser.add_argument("--lora", action="append", default=[], metavar="FILE",
+                        help="a LoRA .safetensors trained on the original (unpruned) model; repeatable, all at weight 1")
+    parser.add_argument("--skip-layers", default=None, metavar="I,J,...",
+                        help="SD3 skip-layer guidance on these blocks, numbered as in the original model "
+                             "(e.g. 7,8,9 for SD3.5 Medium); needs --guidance above 1 and --steps 6 or more")
     parser.add_argument("--batch-size", type=int, default=GenerationConfig.batch_size, help="images per pipeline call")
     parser.add_argument("--device", default=AUTO, type=resolve_device, help=DEVICE_HELP)
     parser.add_argument("--out", required=True, help="output folder")
@@ -40,24 +61,59 @@ def run(args) -> int:
 
     from hprune.folders import load_pipeline
 
-    cfg = GenerationConfig(steps=args.steps, seed=args.seed, batch_size=args.batch_size, guidance_scale=args.guidance)
-    items = load_items(args.prompts, args.split, args.limit)
+    cfg = config_from(args)  # numbers and --skip-layers checked before the model loads
+    if args.prompts is not None:
+        check_prompt_file(Path(args.prompts))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     avoid_cudnn_attention()
     pipe = load_pipeline(args.model, torch_dtype=torch.bfloat16 if device == "cuda" else torch.float32, device=device)
+    diffusers = is_diffusers(pipe)
+    if diffusers and args.split is not None:
+        raise HpruneError("--split draws the shapes testbed's prompts, for shapes teachers only; "
+                          "pass --prompts FILE (one prompt a line) for a diffusers pipeline.")
+    if diffusers and args.steps is None:
+        cfg = replace(cfg, steps=DIFFUSERS_STEPS)
+    check_fits(pipe, cfg)
+    items = load_items(args.prompts, args.split, args.limit, shapes=not diffusers)
+    load_loras(pipe, cfg.loras)
     records = generate_to_dir(pipe, items, args.out, cfg, model=str(args.model))
     print(f"{len(records)} images in {args.out} ({Path(args.out) / 'generations.jsonl'})")
     if args.grid:
         images = np.stack([np.asarray(Image.open(Path(args.out) / r["path"]).convert("RGB")) for r in records[:32]])
-        print(f"sample grid: {save_grid(images, args.grid)}")
+        print(f"sample grid: {save_grid(images, args.grid, scale=1 if diffusers else 2)}")
     return 0
 
 
-def load_items(prompts_file: str | None, split: str | None, limit: int | None) -> list[Item]:
-    """Prompts with their scenes and seeds: a split's evaluation set, a scenes JSONL, or a text file."""
+def config_from(args) -> GenerationConfig:
+    """The settings the arguments give (steps: the shapes default until the pipeline is known)."""
+    return GenerationConfig(steps=GenerationConfig.steps if args.steps is None else args.steps, seed=args.seed,
+                            batch_size=args.batch_size, guidance_scale=args.guidance, size=args.size,
+                            max_sequence_length=args.max_sequence_length, skip_layers=parse_layers(args.skip_layers),
+                            loras=tuple(args.lora))
+
+
+def parse_layers(text: str | None) -> tuple[int, ...]:
+    """`7,8,9` -> (7, 8, 9)."""
+    if text is None:
+        return ()
+    try:
+        layers = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        layers = ()
+    if not layers:
+        raise HpruneError(f"--skip-layers takes block indices separated by commas (e.g. 7,8,9), got {text!r}.")
+    return layers
+
+
+def load_items(prompts_file: str | None, split: str | None, limit: int | None, shapes: bool = True) -> list[Item]:
+    """Prompts with their seeds (and, for shapes teachers, scenes): a split's evaluation set,
+    a scenes JSONL, or a text file; for diffusers pipelines (`shapes=False`) any prompt text."""
     if limit is not None and limit < 1:
         raise HpruneError(f"--limit must be at least 1, got {limit}.")
-    items = split_items(split) if split is not None else file_items(Path(prompts_file))
+    if split is not None:
+        items = split_items(split)
+    else:
+        items = file_items(Path(prompts_file)) if shapes else text_items(Path(prompts_file))
     if not items:
         raise HpruneError("no prompts to generate; check --prompts or --split.")
     return items[:limit]
@@ -80,13 +136,35 @@ def split_items(split: str) -> list[Item]:
     return [Item(entries[i].prompt, entries[i].seed, parse(entries[i].prompt).to_dict()) for _, i in sorted(order)]
 
 
+def check_prompt_file(path: Path) -> None:
+    if not path.is_file():
+        raise HpruneError(f"prompt file {path} does not exist; pass a .txt or .jsonl file.")
+
+
+def text_items(path: Path) -> list[Item]:
+    """Prompts for a diffusers pipeline: a .txt file (one prompt a line; item i gets seed i) or
+    .jsonl ({"prompt": ...}, with an optional "seed")."""
+    check_prompt_file(path)
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if path.suffix != ".jsonl":
+        return [Item(line, i) for i, line in enumerate(lines)]
+    items = []
+    for number, line in enumerate(lines, 1):
+        try:
+            data = json.loads(line)
+            items.append(Item(str(data["prompt"]), int(data.get("seed", number - 1))))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            raise HpruneError(f"{path} line {number} is not {{\"prompt\": ...}} (with an optional integer \"seed\"); "
+                              "fix that line.") from None
+    return items
+
+
 def file_items(path: Path) -> list[Item]:
     """A .txt file (one prompt a line) or .jsonl (scene dicts or {"prompt": ...}); item i gets seed i."""
     from hprune.toy.prompts import describe, parse
     from hprune.toy.world import Scene
 
-    if not path.is_file():
-        raise HpruneError(f"prompt file {path} does not exist; pass a .txt or .jsonl file.")
+    check_prompt_file(path)
     lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     scenes = []
     for number, line in enumerate(lines, 1):

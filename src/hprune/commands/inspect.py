@@ -13,12 +13,14 @@ def add_arguments(parser):
 
 def run(args) -> int:
     from hprune.folders import load
+    from hprune.compile import block_shapes, shapes_line
 
     model = load(args.model)
     rows = unit_table(model)
     total = get_adapter(model).total_params(model)
     if args.json:
-        print(json.dumps({"total_params": total, "units": rows}, indent=1))
+        print(json.dumps({"total_params": total, "block_shapes": block_shapes(model), "units": rows}, indent=1))
     else:
         print(format_table(rows, total))
+        print(shapes_line(block_shapes(model)))
     return 0

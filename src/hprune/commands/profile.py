@@ -1,12 +1,15 @@
 """`hprune profile MODEL --metric M (--split calib | --prompts FILE) --out RUN_DIR`.
 
 Contribution analysis; shard it over GPUs with
-`accelerate launch -m hprune profile ...` (same arguments).
+`accelerate launch -m hprune profile ...` (same arguments). `--fast` ranks
+units by how far each removal moves the teacher's own images on a few prompts
+and steps instead (hprune.profile_fast: one process, 1/16 of the forwards).
 """
 
 import time
 
 from hprune.arch.units import NORM_MODES, SCOPES
+from hprune.errors import HpruneError
 
 DTYPES = ("bfloat16", "float16", "float32")  # torch dtype names
 
@@ -14,13 +17,16 @@ DTYPES = ("bfloat16", "float16", "float32")  # torch dtype names
 def add_arguments(parser):
     parser.add_argument("model", help="shapes-sd3, shapes-flux, or a diffusers SD3/FLUX pipeline folder")
     parser.add_argument("--out", required=True, help="run directory (created; re-run the same command to resume)")
-    parser.add_argument("--metric", default="shapes", help="shapes | clip:/path | hps:/path | pickscore:/path")
+    parser.add_argument("--metric", default=None, help="shapes (default) | clip:/path | hps:/path | pickscore:/path")
+    parser.add_argument("--fast", action="store_true",
+                        help="proxy: RMS distance of each variant's images to the full model's "
+                             "(16 prompts, 2 steps; no metric)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--split", default="calib", help="calib: balanced shapes prompts from the val split")
     source.add_argument("--prompts", help="text file, one prompt a line (or JSON lines with prompt, seed)")
-    parser.add_argument("--n-prompts", type=int, default=64, help="calibration prompts")
+    parser.add_argument("--n-prompts", type=int, default=None, help="calibration prompts (default: 64, with --fast 16)")
     parser.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
-    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: shapes 8, others 4)")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: shapes 8, others 4; --fast 2)")
     parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the teacher's, or 0)")
     parser.add_argument("--size", type=int, default=None, help="image side for diffusers pipelines (default: the pipeline's)")
     parser.add_argument("--max-sequence-length", type=int, default=None,
@@ -36,11 +42,14 @@ def add_arguments(parser):
 
 def config_from(args):
     from hprune.profile import ProfileConfig
+    from hprune.profile_fast import PROXY, FastProfileConfig
 
-    return ProfileConfig(
-        metric=args.metric, split=None if args.prompts else args.split, prompts=args.prompts,
-        n_prompts=args.n_prompts, seed=args.seed, steps=args.steps, guidance=args.guidance, size=args.size,
-        max_sequence_length=args.max_sequence_length, batch_size=args.batch_size, scope=args.scope,
+    fast = (FastProfileConfig, PROXY, 16, 2)
+    cls, metric, n_prompts, steps = fast if args.fast else (ProfileConfig, "shapes", 64, None)
+    return cls(
+        metric=args.metric or metric, split=None if args.prompts else args.split, prompts=args.prompts,
+        n_prompts=args.n_prompts or n_prompts, seed=args.seed, steps=args.steps or steps, guidance=args.guidance,
+        size=args.size, max_sequence_length=args.max_sequence_length, batch_size=args.batch_size, scope=args.scope,
         pairs=args.pairs, norm_mode=args.norm_mode)
 
 
@@ -49,16 +58,21 @@ def run(args) -> int:
     from accelerate import PartialState
 
     from hprune.profile import profile
+    from hprune.profile_fast import profile_fast
 
     config = config_from(args)
     state = PartialState(cpu=not torch.cuda.is_available())
+    if args.fast and state.num_processes > 1:
+        raise HpruneError("--fast runs in one process; call `hprune profile --fast` without accelerate launch.")
     from hprune.folders import load_pipeline
 
     pipe = load_pipeline(args.model, torch_dtype=getattr(torch, args.dtype), device=state.device)
     start = time.perf_counter()
-    rows = profile(pipe, config, args.out, model_name=args.model, progress=not args.no_progress)
+    rows = (profile_fast if args.fast else profile)(pipe, config, args.out, model_name=args.model,
+                                                    progress=not args.no_progress)
     if state.is_main_process:
         seconds = sum(r["seconds"] for r in rows)
-        print(f"{len(rows)} variants in {args.out}/contribution.jsonl: {seconds:.1f} s of generation and scoring "
+        what = "proxy forward passes" if args.fast else "generation and scoring"
+        print(f"{len(rows)} variants in {args.out}/contribution.jsonl: {seconds:.1f} s of {what} "
               f"({seconds / max(len(rows), 1):.3f} s a variant); this call took {time.perf_counter() - start:.1f} s")
     return 0

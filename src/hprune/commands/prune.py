@@ -57,6 +57,7 @@ def _norm_means(plan: Plan, args):
 
 
 def run(args) -> int:
+    from hprune.compile import block_shapes, shapes_line
     from hprune.folders import load, pipeline_folder, save
     from hprune.folders.atomic import check_out
     from hprune.surgery import prune_
@@ -77,4 +78,5 @@ def run(args) -> int:
     out = save(model, Path(args.out), source=pipeline_folder(args.model), overwrite=args.overwrite)
     print(f"removed {len(plan.units)} units: {before:,} -> {after:,} parameters "
           f"({100 * (1 - after / before):.1f}% fewer); saved to {out}")
+    print(shapes_line(block_shapes(model)))
     return 0

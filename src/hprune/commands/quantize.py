@@ -23,7 +23,7 @@ from hprune.quant.names import BACKEND_NAMES, DEFAULT_BACKEND
 def add_arguments(parser) -> None:
     parser.add_argument("model_dir", metavar="MODEL_DIR", help="transformer or pipeline folder (pruned or not)")
     parser.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKEND_NAMES, help="4-bit weight format")
-    parser.add_argument("--group-size", type=int, default=128, help="inputs per weight scale (w4fp8: 128 or 0 = per row)")
+    parser.add_argument("--group-size", type=int, default=None, help="inputs per weight scale (w4fp8: 0 = per row, its fast path and default, or 128; others: 128)")
     parser.add_argument("--skip", action="append", default=[], metavar="PATTERN", help="glob of module names to keep in 16 bit (repeatable)")
     parser.add_argument("--no-double-quant", action="store_true", help="bnb-nf4: keep the block scales in 32 bit")
     parser.add_argument("--device", default=AUTO, type=resolve_device, help="where to quantize: " + DEVICE_HELP)
@@ -39,6 +39,9 @@ def run(args) -> int:
 
     config = QuantConfig(backend=args.backend, group_size=args.group_size, skip=tuple(args.skip), double_quant=not args.no_double_quant)
     check_out(Path(args.out))
+    from hprune.quant import get_backend
+
+    get_backend(config.backend).check(device=args.device)  # before the model loads: no GPU, no package
     if Manifest.read(model_folder(args.model_dir)).steps("quantize"):
         raise HpruneError(f"{args.model_dir} is already quantized; quantize the 16-bit (pruned or distilled) model instead.")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -6,7 +6,11 @@ from dataclasses import asdict, dataclass
 
 from hprune.errors import HpruneError
 
-OPTIMIZERS = ("adamw", "sgd")
+OPTIMIZERS = ("adamw", "sgd", "adamw8bit")  # adamw8bit: bitsandbytes' AdamW8bit, on a CUDA GPU
+# How `accelerate launch --num_processes N` spreads the student (hprune.distill.parallel).
+STRATEGIES = ("ddp", "fsdp")
+STRATEGY_HELP = ("with several processes: ddp replicates the student (the default: PWP trains a small part, and "
+                 "replicas need no gathers), fsdp shards it with FSDP2 (for a whole student that does not fit)")
 SG_SCALES = ("inverse", "linear", "binary")  # hprune.distill.freeze.sgdistill_scales
 SG_SCALE_HELP = "SGDistill's scale: min-max of 1/dP (the paper's), of -dP, or 0/1 (sensitive half frozen)"
 SG_GRANULARITIES = ("block", "subcomponent")
@@ -39,6 +43,8 @@ class DistillConfig:
     seed: int = 0
     mixed_precision: str = "no"
     gradient_checkpointing: bool = False
+    compile: bool = False  # torch.compile every block of teacher and student
+    strategy: str = "ddp"  # one of STRATEGIES; batch_size is the global batch, split over the processes
     ema_decay: float | None = None
     # logit-normal timestep sampling, as SD3 trains (mean, std of the logit)
     logit_mean: float = 0.0
@@ -60,6 +66,13 @@ class DistillConfig:
             problems.append(f"--sg-granularity must be one of {SG_GRANULARITIES} (got '{self.sg_granularity}')")
         if self.mixed_precision not in PRECISIONS:
             problems.append(f"--mixed-precision must be one of {PRECISIONS} (got '{self.mixed_precision}')")
+        if self.strategy not in STRATEGIES:
+            problems.append(f"--strategy must be one of {STRATEGIES} (got '{self.strategy}')")
+        elif self.strategy == "fsdp" and self.ema_decay is not None:
+            problems.append("--ema-decay works with --strategy ddp only (an EMA of sharded weights is not built yet)")
+        if self.optimizer == "adamw8bit" and not _adamw8bit_available():
+            problems.append("--optimizer adamw8bit needs the bitsandbytes package (pip install bitsandbytes) and a "
+                            "CUDA GPU; use --optimizer adamw here")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             problems.append(f"--ema-decay must be in (0, 1) (got {self.ema_decay})")
         if self.checkpoint_every < 1:
@@ -69,3 +82,13 @@ class DistillConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _adamw8bit_available() -> bool:
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return False
+    import torch  # only for adamw8bit: building the settings stays light otherwise
+
+    return torch.cuda.is_available()

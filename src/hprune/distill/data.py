@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hprune.errors import HpruneError
+from hprune.files import default_mode
 
 KEYS = ("x0", "seq", "pooled")
 
@@ -25,6 +26,10 @@ class DistillData:
     pooled: torch.Tensor  # (N, P) pooled text embeddings
 
     def __post_init__(self):
+        # Contiguous, as a cache file loads: a channels-last x0 (images permuted from NHWC)
+        # stays channels-last through indexing and convolves to other float roundings, so
+        # a run on fresh data would differ from its resume on the cached data (issue #22).
+        self.x0, self.seq, self.pooled = (t.contiguous() for t in (self.x0, self.seq, self.pooled))
         if not (len(self.x0) == len(self.seq) == len(self.pooled)) or len(self.x0) == 0:
             raise HpruneError("distillation data must hold the same, non-zero number of inputs and captions.")
 
@@ -34,8 +39,13 @@ class DistillData:
     def save(self, path: str | Path) -> None:
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        save_file({k: getattr(self, k).contiguous().cpu() for k in KEYS}, str(tmp))
-        tmp.replace(path)
+        try:
+            save_file({k: getattr(self, k).contiguous().cpu() for k in KEYS}, str(tmp))
+            default_mode(tmp)
+            tmp.replace(path)
+        except BaseException:  # Ctrl-C or a full disk: no half-written cache is left behind
+            tmp.unlink(missing_ok=True)
+            raise
 
     @classmethod
     def load(cls, path: str | Path) -> "DistillData":

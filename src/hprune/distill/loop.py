@@ -1,4 +1,5 @@
-"""The distillation loop, on accelerate: one GPU, DDP or FSDP by `accelerate launch`."""
+"""The distillation loop, on accelerate: one GPU, or several by `accelerate launch` with the
+global batch split over them (DDP, or FSDP2 with --strategy fsdp: hprune.distill.parallel)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,17 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from hprune.cuda import avoid_cudnn_attention
-from hprune.distill.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from hprune.distill import parallel
+from hprune.distill.checkpoint import latest_checkpoint, load_checkpoint
 from hprune.distill.config import DistillConfig
 from hprune.distill.data import DistillData, draw_batch
 from hprune.distill.freeze import block_scales, match_blocks, param_groups, pwp_boundary, trains
 from hprune.distill.losses import FeatureTap, feature_loss, kd_loss
 from hprune.flow import velocity_fn
 from hprune.errors import HpruneError
+from hprune.progress import Progress
 from hprune.provenance import record
 from hprune.surgery import prune_
 
@@ -35,18 +37,28 @@ def _optimizer(groups, cfg: DistillConfig):
         raise HpruneError("nothing is left to train: PWP/SGDistill froze every weight; move --pwp-boundary.")
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw8bit":  # DistillConfig checked that bitsandbytes and a GPU are there
+        import bitsandbytes as bnb
+
+        return bnb.optim.AdamW8bit(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _start(out: Path, resume: bool, model, optimizer, ema) -> int:
+def check_run_folder(out: str | Path, resume: bool) -> None:
+    """Raise HpruneError when `out` holds an earlier distillation and `resume` is not
+    set: callers check this before they make any data."""
+    out = Path(out)
     ckpt = latest_checkpoint(out / "checkpoints")
-    if ckpt is None:
-        if (out / LOSS_CSV).exists() and not resume:
-            raise HpruneError(f"{out} holds an earlier distillation; pass --resume to continue it or choose another --out.")
-        return 0
-    if not resume:
+    if ckpt is not None and not resume:
         raise HpruneError(f"{out} holds a checkpoint ({ckpt.name}); pass --resume to continue or choose another --out.")
-    return load_checkpoint(ckpt, model, optimizer, ema)
+    if ckpt is None and (out / LOSS_CSV).exists() and not resume:
+        raise HpruneError(f"{out} holds an earlier distillation; pass --resume to continue it or choose another --out.")
+
+
+def _start(out: Path, resume: bool, model, optimizer, ema) -> int:
+    check_run_folder(out, resume)
+    ckpt = latest_checkpoint(out / "checkpoints")
+    return 0 if ckpt is None else load_checkpoint(ckpt, model, optimizer, ema)
 
 
 def _trim_log(path: Path, start: int) -> None:
@@ -68,12 +80,10 @@ def distill(teacher, plan, data: DistillData, cfg: DistillConfig, out_dir: str |
     loss.csv, training_summary.json and tensorboard/ land there, never in a
     model folder. Raises HpruneError when the run folder holds an earlier run
     and `resume` is not set, or when the settings leave nothing to train."""
-    from accelerate import Accelerator
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     avoid_cudnn_attention()
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    accelerator = parallel.make_accelerator(cfg)
     teacher = teacher.to(accelerator.device).eval().requires_grad_(False)
     student = build_student(teacher, plan, norm_means).train()
     if cfg.gradient_checkpointing:
@@ -82,20 +92,36 @@ def distill(teacher, plan, data: DistillData, cfg: DistillConfig, out_dir: str |
     scales = block_scales(matched, pwp_boundary(plan, cfg.pwp_boundary), cfg.pwp,
                           sensitivity if cfg.sgdistill else None, cfg.sg_scale, cfg.sg_granularity)
     groups = param_groups(student, matched, scales, cfg.lr, cfg.pwp)
+    low_precision = _float32_master_weights(groups, cfg)
+    if cfg.compile:
+        _compile(teacher, student)
+    sharded = parallel.wants_sharding(accelerator, cfg)
+    if sharded:
+        groups = parallel.shard_(student, groups, accelerator)
     optimizer = _optimizer(groups, cfg)
     ema = _make_ema(student, cfg)
-    start = _start(out, resume, student, optimizer, ema)
-    wrapped, optimizer = accelerator.prepare(student, optimizer)
+    check_run_folder(out, resume)
+    accelerator.wait_for_everyone()  # every process checked the folder before the main one writes to it
+    if sharded:
+        wrapped, optimizer = student, accelerator.prepare(optimizer)
+        start = parallel.load_sharded(out / "checkpoints", wrapped, optimizer) if resume else 0
+    else:
+        start = _start(out, resume, student, optimizer, ema)
+        wrapped, optimizer = accelerator.prepare(student, optimizer)
     velocity = velocity_fn(teacher)
     taps = _taps(matched, scales)
     log_path = out / LOSS_CSV
-    _trim_log(log_path, start)
+    if accelerator.is_main_process:
+        _trim_log(log_path, start)
     board = _tensorboard(out) if accelerator.is_main_process else None
-    t0, last = time.time(), {}
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress or not accelerator.is_main_process,
-               desc="distill", unit="step")
+    t0, last, step_seconds = time.time(), {}, []
+    bar = Progress(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress or not accelerator.is_main_process,
+                   desc="distill", unit="step")  # redraws each second: a step at 1024 px on CPU takes long
     for step in bar:
-        batch = draw_batch(data, cfg.batch_size, cfg.seed, step, accelerator.process_index, cfg.logit_mean, cfg.logit_std)
+        tick = time.perf_counter()
+        # the global batch, drawn alike on every process; each trains on its slice
+        batch = draw_batch(data, cfg.batch_size, cfg.seed, step, 0, cfg.logit_mean, cfg.logit_std)
+        batch = parallel.local_slice(batch, accelerator)
         x, sigma = batch.noisy.to(accelerator.device), batch.sigma.to(accelerator.device)
         seq, pooled = batch.seq.to(accelerator.device), batch.pooled.to(accelerator.device)
         with torch.no_grad(), accelerator.autocast():
@@ -107,30 +133,73 @@ def distill(teacher, plan, data: DistillData, cfg: DistillConfig, out_dir: str |
             loss = cfg.kd_weight * l_kd + cfg.feat_weight * l_feat
         accelerator.backward(loss)
         if cfg.grad_clip:
-            accelerator.clip_grad_norm_([p for g in groups for p in g["params"]], cfg.grad_clip)
+            parallel.clip_grad_norm_(accelerator, wrapped, cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if ema is not None:
             ema.step(student.parameters())
-        last = {"step": step, "loss": loss.item(), "kd": l_kd.item(), "feat": l_feat.item()}
+        losses = accelerator.reduce(torch.stack([loss, l_kd, l_feat]).detach().float(), "mean").tolist()
+        last = {"step": step, **dict(zip(("loss", "kd", "feat"), losses))}
+        step_seconds.append(time.perf_counter() - tick)  # .tolist() waited for the GPU
         if accelerator.is_main_process:
             _log(log_path, last)
             if board is not None:
                 for key in ("loss", "kd", "feat"):
                     board.add_scalar(f"distill/{key}", last[key], step)
             bar.set_postfix(loss=f"{last['loss']:.4g}")
-            if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-                save_checkpoint(out / "checkpoints", step + 1, student, optimizer, ema)
+        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+            parallel.save(accelerator, out / "checkpoints", step + 1, student, wrapped, optimizer, ema)
     for tap in taps:
         tap.close()
     if board is not None:
         board.close()
-    student = accelerator.unwrap_model(wrapped)
+    if cfg.compile:  # the caller gets its teacher back as it gave it, and an uncompiled student
+        _uncompile(teacher)
+        _uncompile(student)
+    student = parallel.plain_student(accelerator, wrapped, lambda: build_student(teacher, plan, norm_means))
     if ema is not None:
         ema.copy_to(student.parameters())
+    for p, dtype in low_precision:
+        p.data = p.data.to(dtype)
     if accelerator.is_main_process:
-        _finish(out, student, plan, cfg, scales, last, time.time() - t0, start)
+        _finish(out, student, plan, cfg, scales, last, time.time() - t0, start, step_seconds, accelerator)
     return student
+
+
+def _float32_master_weights(groups, cfg: DistillConfig) -> list:
+    """With --mixed-precision the trained weights of a bf16/fp16 teacher's copy are kept in
+    float32 (autocast computes in low precision), so small updates are not rounded away.
+    Returns (parameter, its dtype) to cast back once trained."""
+    if cfg.mixed_precision == "no":
+        return []
+    low = [(p, p.dtype) for g in groups for p in g["params"] if p.dtype in (torch.bfloat16, torch.float16)]
+    for p, _ in low:
+        p.data = p.data.float()
+    return low
+
+
+def _compile(teacher, student) -> None:
+    """Every block of both models compiled. The teacher runs under no_grad and the student with
+    grad (and with float32 trained blocks), so one block class meets several guard sets: the limit
+    is raised to fit all of them, and a hit fails instead of silently running eager."""
+    import torch._dynamo
+
+    from hprune.compile import RECOMPILES_PER_SHAPE, compile_blocks_, raise_recompile_limit
+
+    shapes = sum(compile_blocks_(teacher).values()) + sum(compile_blocks_(student).values())
+    raise_recompile_limit(4 * RECOMPILES_PER_SHAPE * shapes)
+    if hasattr(torch._dynamo.config, "fail_on_recompile_limit_hit"):
+        torch._dynamo.config.fail_on_recompile_limit_hit = True
+
+
+def _uncompile(model) -> None:
+    import torch._dynamo
+
+    if hasattr(torch._dynamo.config, "fail_on_recompile_limit_hit"):
+        torch._dynamo.config.fail_on_recompile_limit_hit = False  # torch's default, for later compiles
+    for module in model.modules():
+        if getattr(module, "_compiled_call_impl", None) is not None:
+            module._compiled_call_impl = None  # what nn.Module.compile set
 
 
 def _tensorboard(out: Path):
@@ -163,10 +232,15 @@ def _log(path: Path, row: dict) -> None:
         fh.write(f"{row['step']},{row['loss']:.8g},{row['kd']:.8g},{row['feat']:.8g}\n")
 
 
-def _finish(out: Path, student, plan, cfg, scales, last, seconds, start) -> None:
+def _finish(out: Path, student, plan, cfg, scales, last, seconds, start, step_seconds=(), accelerator=None) -> None:
     trainable = sum(p.numel() for p in student.parameters() if p.requires_grad)
     summary = {"config": cfg.to_dict(), "steps": cfg.steps, "resumed_from": start, "final": last,
                "seconds": round(seconds, 2), "trainable_params": trainable,
-               "total_params": sum(p.numel() for p in student.parameters()), "block_lr_scales": scales}
+               "total_params": sum(p.numel() for p in student.parameters()), "block_lr_scales": scales,
+               "processes": accelerator.num_processes if accelerator else 1,
+               "sharded": bool(accelerator and parallel.wants_sharding(accelerator, cfg)),
+               "step_seconds": [round(s, 5) for s in step_seconds]}
+    if torch.cuda.is_available():
+        summary["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)  # this process's GPU
     (out / SUMMARY).write_text(json.dumps(summary, indent=1) + "\n")
     record(student, "distill", summary=summary)

@@ -42,7 +42,7 @@ def load(path: str | Path, torch_dtype: torch.dtype | None = None, device: str |
     quant = manifest.steps("quantize")
     with torch.no_grad():
         if quant:
-            _restore_quantized(model, quant[-1], state, torch.device(device))
+            _restore_quantized(model, quant[-1], state, torch.device(device), folder)
         else:
             _assign(model, state, folder)
     _check_materialised(model, folder)
@@ -79,10 +79,10 @@ def _replay_prune(model: nn.Module, manifest: Manifest) -> None:
     prune_(model, Plan(family=plans[0].family, arch=plans[0].arch, units=compose(plans), norm_mode="identity"))
 
 
-def _restore_quantized(model: nn.Module, step: dict, state: dict, device: torch.device) -> None:
+def _restore_quantized(model: nn.Module, step: dict, state: dict, device: torch.device, folder: Path) -> None:
     config = QuantConfig(**step["config"])
     backend = get_backend(config.backend)
-    backend.check()
+    backend.check(folder=folder)
     backend.restore(model, step["quantized"], state, config, device)
     for name, buf in model.named_buffers():  # buffers the file does not hold follow the compute dtype
         if name not in state and buf.is_floating_point():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch.nn as nn
 
+from hprune.files import default_mode
 from hprune.folders.atomic import atomic_folder
 from hprune.folders.manifest import Manifest
 from hprune.folders.paths import CONFIG, pipeline_folder
@@ -34,6 +35,9 @@ def save(model: nn.Module, out: str | Path, source: str | Path | None = None, ov
             target = tmp / "transformer"
         _write_model(model, target)
         Manifest(base_config(model), history(model)).write(target)
+        for written in tmp.rglob("*"):  # safetensors writes 0600; every file of the folder gets 0644
+            if written.is_file():
+                default_mode(written)
     return Path(out)
 
 

@@ -45,6 +45,23 @@ def weight_files(folder: Path) -> list[Path]:
     return files
 
 
+def stored_dtype(folder: Path) -> torch.dtype:
+    """The floating-point dtype most of the folder's safetensors weights are stored in (by count)."""
+    from collections import Counter
+
+    from safetensors import safe_open
+
+    counts = Counter()
+    for file in weight_files(folder):
+        with safe_open(str(file), "pt") as f:
+            for key in f.keys():
+                dtype = f.get_slice(key).get_dtype()
+                counts[dtype] += 1
+    names = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+    floats = [(n, d) for d, n in counts.items() if d in names]
+    return names[max(floats)[1]] if floats else torch.float32
+
+
 def read_state(folder: Path) -> dict[str, torch.Tensor]:
     """Every tensor of the folder's weight files, on the CPU."""
     from safetensors.torch import load_file

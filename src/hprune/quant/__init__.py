@@ -29,15 +29,29 @@ class Backend:
     file_format: str = "safetensors"  # or "torch" for tensor subclasses
     extra: dict = field(default_factory=dict)
 
-    def check(self) -> None:
-        """Raise HpruneError naming the fix when a package or a GPU is missing."""
-        missing = [pip for imp, pip in zip(self.packages, self.pip_names) if importlib.util.find_spec(imp) is None]
-        if missing:
-            raise HpruneError(f"backend '{self.name}' needs {', '.join(missing)}; install it with `pip install {' '.join(missing)}` or pick another --backend.")
+    def check(self, device=None, folder=None) -> None:
+        """Raise HpruneError naming the fix when a GPU or a package is missing: before
+        any work, for quantizing on `device` (None: cuda when visible), or for loading
+        the quantized `folder`. A missing GPU is said first: installing a package
+        would not help."""
         import torch
 
-        if self.needs_gpu and not torch.cuda.is_available():
-            raise HpruneError(f"backend '{self.name}' needs a CUDA GPU and none is visible; run on a GPU machine or pick --backend w4fp8, which also runs (slowly) on CPU.")
+        on_cpu = not torch.cuda.is_available() if device is None else torch.device(device).type != "cuda"
+        if self.needs_gpu and on_cpu:
+            where = "and none is visible" if not torch.cuda.is_available() else f"and --device is {device}"
+            if folder is not None:
+                raise HpruneError(f"{folder} was quantized with {self.name}, which needs a CUDA GPU {where}; "
+                                  "load it on a GPU machine, or quantize the 16-bit model with --backend bnb-nf4 "
+                                  "or w4fp8 (both run on CPU).")
+            raise HpruneError(f"backend '{self.name}' needs a CUDA GPU {where}; run on a GPU machine or pick "
+                              "--backend bnb-nf4 or w4fp8, which also run (slowly) on CPU.")
+        missing = [pip for imp, pip in zip(self.packages, self.pip_names) if importlib.util.find_spec(imp) is None]
+        if missing and folder is not None:
+            raise HpruneError(f"{folder} was quantized with {self.name}, which needs {', '.join(missing)} to load; "
+                              f"install it with `pip install {' '.join(missing)}`.")
+        if missing:
+            raise HpruneError(f"backend '{self.name}' needs {', '.join(missing)}; install it with "
+                              f"`pip install {' '.join(missing)}` or pick another --backend.")
 
     def supports(self, linear: nn.Linear) -> bool:
         return True

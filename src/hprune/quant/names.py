@@ -8,6 +8,7 @@ list exactly BACKEND_NAMES (tests/test_cli.py checks it).
 from __future__ import annotations
 
 BACKEND_NAMES = ("bnb-nf4", "torchao-fp8", "torchao-int4", "torchao-int4-tinygemm", "w4fp8")
-# Fastest 4-bit backend measured on the compiled SD3.5 Large 20% model (docs/benchmarks.md).
-DEFAULT_BACKEND = "torchao-int4"
+# 4-bit storage on FP8 tensor cores (issue 18; docs/benchmarks.md, H200 section). Its GEMMs need an
+# FP8 GPU (compute capability 8.9+: Ada, Hopper); elsewhere pick torchao-int4 or bnb-nf4.
+DEFAULT_BACKEND = "w4fp8"
 BF16 = "bf16"  # `hprune bench --quant`: no quantization, the bf16 weights

@@ -4,7 +4,11 @@ Weights: symmetric int4 (w = scale * (n - 8), n in 0..15), one bf16 scale per
 output row and group of `group_size` inputs (128), or per row (group_size 0).
 Activations: FP8 e4m3 with one scale per token row, quantized on the fly in
 plain torch so that torch.compile fuses it into the preceding norm/GELU.
-The GEMM is the Triton kernel in w4fp8_kernel.py on CUDA; elsewhere a torch
+On CUDA, per-row scales (group_size 0) take the fast path: the int4 weight is
+unpacked to FP8 by one bandwidth-bound Triton pass (w4fp8_unpack.py) and
+multiplied by cuBLAS's row-wise scaled FP8 GEMM (torch._scaled_mm, fast
+accumulation); groups of 128 take the fused Triton GEMM (w4fp8_kernel.py),
+which also runs per row when `FAST_PATH` is set to "fused". Elsewhere a torch
 reference with the same numerics runs (slow; for tests and CPU loading).
 """
 
@@ -77,12 +81,72 @@ def _(x8, rowsum, x_scale, packed, w_scale, bias, out_dtype):
     return x8.new_empty(x8.shape[0], packed.shape[0], dtype=out_dtype)
 
 
+def unpack_fp8_reference(packed: torch.Tensor, w_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What w4fp8_unpack.unpack_fp8 computes: (e4m3 [N, K] of the codes n - 8, float32 [1, N])."""
+    return unpack_int4(packed, torch.ones_like(w_scale)).to(FP8), w_scale.float().view(1, -1)
+
+
+@torch.library.custom_op("hprune::w4_unpack_fp8", mutates_args=())
+def w4_unpack_fp8(packed: torch.Tensor, w_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if packed.is_cuda:
+        from hprune.quant.w4fp8_unpack import unpack_fp8
+
+        return unpack_fp8(packed, w_scale)
+    return unpack_fp8_reference(packed, w_scale)
+
+
+@w4_unpack_fp8.register_fake
+def _(packed, w_scale):
+    n, half = packed.shape
+    return packed.new_empty(n, half * 2, dtype=FP8), w_scale.new_empty(1, n, dtype=torch.float32)
+
+
+# "cublas": unpack + torch._scaled_mm; "fused": the swapped Triton GEMM. Per-row scales only.
+FAST_PATH = "cublas"
+
+
+def takes_fast_path(x: torch.Tensor, packed: torch.Tensor, w_scale: torch.Tensor) -> bool:
+    # cuBLAS FP8 wants N a multiple of 16 (K always is: a multiple of 128)
+    return x.is_cuda and w_scale.dim() == 1 and packed.shape[0] % 16 == 0
+
+
+def quantize_tokens(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[M, K] -> (fp8 [M, K], float32 scales [M, 1]); plain torch so that compile fuses it."""
+    xf = x.float()
+    scale = (xf.abs().amax(-1, keepdim=True) / FP8_MAX).clamp_min(1e-12)
+    return (xf / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8), scale
+
+
+def fast_linear(x2, packed, w_scale, bias):
+    if FAST_PATH == "fused":
+        x8, rowsum, x_scale = quantize_rows(x2, 0)
+        return w4fp8_mm_swapped(x8, rowsum, x_scale, packed, w_scale, bias, x2.dtype)
+    x8, x_scale = quantize_tokens(x2)
+    w8, w_scale32 = w4_unpack_fp8(packed, w_scale)
+    return torch._scaled_mm(x8, w8.t(), scale_a=x_scale, scale_b=w_scale32, bias=bias, out_dtype=x2.dtype, use_fast_accum=True)
+
+
+@torch.library.custom_op("hprune::w4fp8_mm_swapped", mutates_args=())
+def w4fp8_mm_swapped(x8: torch.Tensor, rowsum: torch.Tensor, x_scale: torch.Tensor, packed: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None, out_dtype: torch.dtype) -> torch.Tensor:
+    from hprune.quant.w4fp8_kernel import w4fp8_matmul_swapped
+
+    return w4fp8_matmul_swapped(x8, rowsum, x_scale, packed, w_scale, bias, out_dtype=out_dtype)
+
+
+@w4fp8_mm_swapped.register_fake
+def _(x8, rowsum, x_scale, packed, w_scale, bias, out_dtype):
+    return x8.new_empty(x8.shape[0], packed.shape[0], dtype=out_dtype)
+
+
 def w4fp8_linear(x, packed, w_scale, bias, group_size):
-    """Activation quantization stays in plain torch ops (outside the custom op) so
+    """Activation quantization stays in plain torch ops (outside the custom ops) so
     that torch.compile fuses it into whatever elementwise op produced x."""
     x2 = x.reshape(-1, x.shape[-1])
-    x8, rowsum, x_scale = quantize_rows(x2, group_size)
-    out = w4fp8_mm(x8, rowsum, x_scale, packed, w_scale, bias, x.dtype)
+    if takes_fast_path(x2, packed, w_scale):
+        out = fast_linear(x2, packed, w_scale, bias)
+    else:
+        x8, rowsum, x_scale = quantize_rows(x2, group_size)
+        out = w4fp8_mm(x8, rowsum, x_scale, packed, w_scale, bias, x.dtype)
     return out.view(*x.shape[:-1], packed.shape[0])
 
 

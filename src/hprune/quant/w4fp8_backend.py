@@ -26,7 +26,8 @@ class W4Fp8Backend(Backend):
 BACKENDS = [
     W4Fp8Backend(
         name="w4fp8",
-        summary="int4 weights (bf16 scale per 128 inputs), FP8 activations per token, FP8 tensor-core GEMM (hprune Triton kernel, Hopper)",
+        summary="int4 weights (bf16 scale per row; or per 128 inputs), FP8 activations per token, FP8 tensor cores (Hopper): "
+                "per row, a Triton unpack to FP8 + cuBLAS's row-wise FP8 GEMM; per group, hprune's fused Triton GEMM",
         weight_bits=4,
     )
 ]

@@ -22,13 +22,16 @@ Variants, in this order: "teacher", "pruned", "distilled", "quantized" (a varian
 did not run is absent).
 
 SCORES (scores.json):
-    {"metric": "shapes", "split": "test", "n": 64,
+    {"metric": "shapes" | "clip:/path" | ..., "split": "test" | "prompts", "n": 64,
      "variants": [{"name": "teacher", "stage": "teacher" | "prune" | "distill" | "quantize",
-                   "params": int, "semantic": float, "quality": float,
-                   "semantic_se": float, "quality_se": float,       # standard errors over the prompts
-                   "per_category": {category: {"semantic": float, "quality": float, "n": int}},
-                   "degradation": float | None}]}                    # None for the teacher
-    degradation = mean relative drop of semantic and quality against the teacher (hprune.ablate).
+                   "n": int, "params": int,
+                   "components": {name: {"mean": float, "se": float}},  # the metric's, se over the prompts
+                   "degradation": float | None,                        # None for the teacher
+                   # the shapes testbed only (ShapesEval):
+                   "semantic": float, "quality": float, "semantic_se": float, "quality_se": float,
+                   "per_category": {category: {"semantic": float, "quality": float, "n": int}}}]}
+    degradation = mean relative drop of the metric's components (ShapesEval: semantic and quality,
+    as hprune.ablate) against the teacher.
 
 MEMORY (memory.json):
     {"teacher": {"params": int, "weight_bytes": int},

@@ -1,10 +1,10 @@
 #!/bin/bash
 # Contribution analysis of both shapes teachers on one GPU (issue 6).
 #
-# Device call (repo root, carry [".whl"]):  bash results/analysis/run_gpu.sh
+# Device call (repo root, carry [".whl"]):  bash scripts/analysis_device.sh
 # Everything comes back as $OUT/analysis.tgz (+ log.txt). Then, here:
 #   tar xzf <files_at>/analysis.tgz -C results/analysis
-#   bash results/analysis/make_plans.sh
+#   bash scripts/analysis_make_plans.sh
 # Single-unit analyses run to the end; the pair analyses get PAIR_SECONDS each
 # and are resumable, so a cut one keeps every finished pair.
 set -o pipefail

@@ -1,0 +1,71 @@
+#!/bin/bash
+# Issue 19, item 1: one distillation step of SD3.5 Large at 1024x1024 (4,096 image + 333 text
+# tokens), the authors' 20% plan (blocks 25-28, 31-34) with PWP, random weights, every block
+# compiled (a recompile fallback fails the row instead of running eager), per-GPU batch 1/2/4.
+#   one GPU  (kind nvidia-h200):     bash scripts/scale_device.sh one
+#   two GPUs (kind nvidia-h200-x2):  bash scripts/scale_device.sh two
+#   the whole student (no PWP), if time remains: bash scripts/scale_device.sh whole-one | whole-two
+#   FLUX.1 schnell (4,096 + 512 tokens, a late-blocks 20% plan), one GPU: bash scripts/scale_device.sh flux-one
+# Carry .whl (the diffusers wheel; a bitsandbytes wheel there adds the --optimizer adamw8bit row).
+# Rows (arch, task, gpus, strategy, batch, peak_gib, step_s, samples_per_s, mfu, device, and the
+# details: GEMM peak, TFLOP/s per GPU, FLOPs per step) go to $OUT/scale.json; merge them into
+# results/scale.json with the same key (scripts/scale_distill.py save_row). Each stage stops
+# starting rows when less than a minute of its budget (BUDGET_S, default 570 s) is left.
+# SCALE_DRY=1 runs the same stages at tiny width on CPU, uncompiled (a check of this script).
+set -o pipefail
+stage=${1:?which stage: one, two, whole-one, whole-two or flux-one}
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+log="$OUT/scale-$stage.log"
+start=$(date +%s)
+budget=${BUDGET_S:-570}
+left() { echo $(( budget - ($(date +%s) - start) )); }
+compile=--compile
+dry=
+if [ -n "$SCALE_DRY" ]; then
+  compile= dry="--tiny --resolution 64 --warmup 1 --steps 1"
+  export PYTHONPATH=$PWD/src OMP_NUM_THREADS=1
+else
+  . scripts/device_site.sh diffusers || exit 1
+  if ls .whl/bitsandbytes-*.whl > /dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/bitsandbytes-*.whl
+  fi
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader | tee "$log"
+fi
+python3 -c 'import torch, diffusers, accelerate; print(torch.__version__, diffusers.__version__, accelerate.__version__)' | tee -a "$log"
+
+one_gpu="python3 scripts/scale_distill.py"
+two_gpus="python3 -m accelerate.commands.launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision bf16 --dynamo_backend no scripts/scale_distill.py"
+row() {  # one configuration; a failure (out of memory, a recompile fallback) is logged, the next row still runs
+  local t
+  t=$(left)
+  if [ "$t" -lt 60 ]; then echo "skipped, out of time: $*" | tee -a "$log"; return; fi
+  echo "== $*" | tee -a "$log"
+  timeout -k 15 "$t" $* $dry --out "$OUT/scale.json" > "$OUT/row.txt" 2>&1
+  local rc=$?
+  cat "$OUT/row.txt" >> "$log"
+  grep '^{' "$OUT/row.txt" | cut -c1-400
+  if [ $rc -ne 0 ]; then echo "FAILED ($rc): $*" | tee -a "$log"; grep -E 'Error|error:' "$OUT/row.txt" | tail -2; fi
+  rm -f "$OUT/row.txt"
+}
+common="--arch sd3.5-large --ratio 0.2 --resolution 1024 --warmup 3 --steps 5"
+case $stage in
+  one)
+    for b in 1 2 4; do row $one_gpu $common --task distill-pwp --batch $b $compile; done
+    row $one_gpu $common --task distill-pwp --batch 1 ;;  # eager, against the issue's 0.209 s
+  two)
+    for b in 1 2 4; do row $two_gpus $common --task distill-pwp --batch $b $compile --strategy ddp; done
+    row $two_gpus $common --task distill-pwp --batch 2 $compile --strategy fsdp ;;
+  whole-one)
+    row $one_gpu $common --task distill-whole --batch 1 $compile --gradient-checkpointing
+    python3 -c 'import bitsandbytes' 2> /dev/null \
+      && row $one_gpu $common --task distill-whole --batch 1 $compile --gradient-checkpointing --optimizer adamw8bit ;;
+  whole-two)
+    row $two_gpus $common --task distill-whole --batch 1 $compile --strategy fsdp
+    row $two_gpus $common --task distill-whole --batch 2 $compile --strategy fsdp --gradient-checkpointing ;;
+  flux-one)
+    flux="--arch flux.1-schnell --ratio 0.2 --resolution 1024 --warmup 3 --steps 5"
+    for b in 1 2; do row $one_gpu $flux --task distill-pwp --batch $b $compile; done ;;
+  *) echo "unknown stage $stage: one, two, whole-one, whole-two or flux-one" >&2; exit 2 ;;
+esac
+echo "elapsed $(( $(date +%s) - start )) s" | tee -a "$log"

@@ -1,0 +1,160 @@
+"""`hprune run MODEL --ratio R [--out RUN_DIR] [--recipe NAME_OR_FILE] [--quant BACKEND] [--set k=v ...]`.
+
+The whole job: analysis -> plan (HPP) -> prune -> distill (PWP) -> quantize ->
+generate -> evaluate -> report. Re-run the same command to resume a run that
+was stopped; `hprune run --status RUN_DIR` shows where it is;
+`hprune run --show-recipe [NAME]` prints every setting of a recipe.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hprune.errors import HpruneError
+
+# Commands that write check --out before they run (cli.check_outputs); --out here is a run folder.
+OUTPUTS = {"--out": "folder"}
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("model", nargs="?", help="shapes-sd3, shapes-flux, or a diffusers SD3/SD3.5/FLUX pipeline folder")
+    parser.add_argument("--ratio", type=float, default=0.2, help="share of the transformer's parameters to remove")
+    parser.add_argument("--out", help="run folder (default: runs/MODEL-RATIO); re-run the same command to resume")
+    parser.add_argument("--recipe", default=None,
+                        help="a shipped recipe name (shapes-cpu, shapes-full, sd3.5-large-turbo, sd3.5-medium, "
+                             "flux.1-schnell, flux.1-dev) or a .toml file (default: shapes-cpu)")
+    parser.add_argument("--quant", default=None, help="4-bit backend (overrides quantize.backend; none to skip)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one recipe setting, e.g. --set distill.steps=400 (repeatable)")
+    parser.add_argument("--status", metavar="RUN_DIR", help="print the state of each stage of a run folder and exit")
+    parser.add_argument("--show-recipe", action="store_true", help="print the effective recipe (every setting) and exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (summary lines only)")
+
+
+def run(args) -> int:
+    from hprune.runs.recipe import load_recipe, to_toml, with_changes
+
+    if args.status:
+        from hprune.runs.runner import status
+
+        print(status(args.status))
+        return 0
+    recipe = load_recipe(args.recipe, args.set)
+    if args.quant is not None:
+        recipe = with_changes(recipe, "quantize", backend=args.quant)
+    if args.show_recipe:
+        print(to_toml(recipe), end="")
+        return 0
+    ctx = prepare(args, recipe)
+    if args.no_progress:
+        _quiet_libraries()
+    from hprune.runs.runner import run_stages, start
+
+    start(ctx)
+    print(f"run of {ctx.model} at ratio {ctx.ratio:g} in {ctx.layout.root} (recipe {recipe.name}, device {ctx.device})")
+    run_stages(ctx)
+    print(f"compressed model: {ctx.layout.model} (load with hprune.load_pipeline); report: {ctx.layout.report_html}")
+    return 0
+
+
+def prepare(args, recipe):
+    """Every check that can fail before anything is written; returns the run's context."""
+    from hprune.plan import check_ratio
+    from hprune.runs.context import RunContext
+    from hprune.runs.layout import RunLayout
+
+    if not args.model:
+        raise HpruneError("name a MODEL: hprune run shapes-sd3 --ratio 0.2 (or a diffusers pipeline folder).")
+    model = _check_model(args.model)
+    ratio = check_ratio(args.ratio, "--ratio")
+    _check_family(model, recipe)
+    recipe = _check_inputs(model, recipe)
+    device = _device(recipe.run.device)
+    out = Path(args.out) if args.out else Path("runs") / f"{Path(model).name}-{ratio:g}"
+    _check_quant(recipe.quantize.backend, device)
+    return RunContext(model=model, ratio=ratio, recipe=recipe, layout=RunLayout(out), device=device,
+                      progress=not args.no_progress)
+
+
+def _check_model(model: str) -> str:
+    from hprune.folders.paths import pipeline_folder
+    from hprune.toy.pipeline import SHIPPED
+
+    if model not in SHIPPED and pipeline_folder(model) is None:
+        raise HpruneError(f"{model} is neither a shipped teacher ({', '.join(SHIPPED)}) nor a diffusers pipeline "
+                          "folder (one with model_index.json); pass one of those.")
+    return model if model in SHIPPED else str(Path(model))
+
+
+def _check_family(model: str, recipe) -> None:
+    from hprune.runs.runner import model_family
+
+    family = model_family(model)
+    if recipe.run.family and recipe.run.family != family:
+        raise HpruneError(f"recipe '{recipe.name}' is made for {recipe.run.family} models and {model} is a {family} "
+                          f"model; pick a {family} recipe (hprune run --help lists them).")
+
+
+def _check_inputs(model: str, recipe):
+    """Real pipelines need a metric with local weights and prompts (the shipped set by default)."""
+    from hprune.runs.prompts import DEFAULT_EVAL_PROMPTS, DEFAULT_PROMPTS, read_prompts
+    from hprune.runs.recipe import with_changes
+    from hprune.toy.pipeline import SHIPPED
+
+    if model in SHIPPED:
+        return recipe
+    if recipe.analysis.metric == "shapes":
+        raise HpruneError(f"{model} is a real pipeline: the shapes metric only scores the shapes testbed; pass a metric "
+                          "with local weights, e.g. --set analysis.metric=clip:/path/to/clip-vit (or hps:/path).")
+    prompts = recipe.analysis.prompts or str(DEFAULT_PROMPTS)
+    read_prompts(prompts)
+    recipe = with_changes(recipe, "analysis", prompts=prompts, split=None)
+    recipe = with_changes(recipe, "evaluate", prompts=recipe.evaluate.prompts or str(DEFAULT_EVAL_PROMPTS))
+    read_prompts(recipe.evaluate.prompts)
+    _check_data(recipe.data.source)
+    return recipe
+
+
+def _check_data(source: str) -> None:
+    if source == "none" or source.startswith(("teacher", "shapes")) or source.endswith(".safetensors"):
+        if source.startswith("shapes"):
+            raise HpruneError("data.source shapes:N only fits the shapes teachers; for a real pipeline use "
+                              "teacher:N (the teacher's own samples) or an image folder with captions.")
+        return
+    from hprune.distill.sources import check_caption_folder
+
+    check_caption_folder(Path(source))
+
+
+def _device(wanted: str) -> str:
+    import torch
+
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise HpruneError("this recipe needs a CUDA GPU (run.device = cuda) and none is visible; run it on a GPU "
+                          "machine, or pick a CPU recipe such as shapes-cpu.")
+    if wanted not in ("auto", "cuda", "cpu"):
+        raise HpruneError(f"run.device must be auto, cuda or cpu, got '{wanted}'.")
+    return "cuda" if wanted != "cpu" and torch.cuda.is_available() else "cpu"
+
+
+def _check_quant(backend: str, device: str) -> None:
+    if backend == "none":
+        return
+    from hprune.quant.names import BACKEND_NAMES
+
+    if backend not in BACKEND_NAMES:
+        raise HpruneError(f"--quant {backend} is not a backend; choose none or one of {', '.join(BACKEND_NAMES)}.")
+    from hprune.quant import get_backend
+
+    import torch
+
+    get_backend(backend).check(device=torch.device(device))
+
+
+def _quiet_libraries() -> None:
+    """--no-progress: diffusers' and transformers' own loading bars too."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()

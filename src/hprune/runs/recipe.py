@@ -1,0 +1,208 @@
+"""Recipes: every setting of `hprune run`, in one TOML file.
+
+A recipe has one table per stage; each table is a config dataclass whose
+defaults are the library's (declared once, in that dataclass):
+
+    [analysis]  hprune.profile.ProfileConfig     the contribution analysis
+    [plan]      PlanSettings                     HPP's alpha and r_thres
+    [distill]   hprune.distill.DistillConfig     the training loop
+    [data]      DataSettings                     what the student learns from
+    [quantize]  QuantSettings                    the 4-bit backend
+    [evaluate]  EvalSettings                     the images the report scores
+    [run]       RunSettings                      which models and machines it fits
+
+A named recipe (`src/hprune/runs/recipes/NAME.toml`, or any TOML file) sets
+only what differs from those defaults; `--set section.key=value` overrides it;
+the effective recipe, every key written out, is saved as RUN_DIR/recipe.toml.
+Keys whose default is "none" (e.g. `plan.alpha`: the paper's value for the
+family) are written as comments. Python 3.11's `tomllib` reads the files.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from hprune.errors import HpruneError
+
+RECIPES = Path(__file__).parent / "recipes"
+DEFAULT_RECIPE = "shapes-cpu"
+
+
+@dataclass
+class PlanSettings:
+    """HPP's settings; the ratio comes from `hprune run --ratio`."""
+
+    alpha: float | None = None  # None: the paper's value for the family (SD3 0.55, FLUX 0.01)
+    r_thres: float = 0.25  # whole blocks up to this ratio, then subcomponents (the paper's 0.25)
+    tolerance: float = 0.01  # the removed share lands in [ratio, ratio + tolerance] (matched sizes)
+
+
+@dataclass
+class DataSettings:
+    """Distillation data: `shapes:N` (renders of the testbed's training split), `teacher:N`
+    (data-free: the teacher's own samples from the calibration prompts), or an image folder
+    with `metadata.jsonl` (`file_name`, `text`; Hugging Face imagefolder)."""
+
+    source: str = "teacher:256"
+    resolution: int = 1024  # image side for an image folder and for teacher samples
+    sgdistill_above: float | None = None  # SGDistill when the ratio exceeds this (the paper: r_thres 0.25)
+
+
+@dataclass
+class QuantSettings:
+    backend: str = "none"  # none | bnb-nf4 | torchao-int4 | w4fp8 | ... (`hprune quantize --help`)
+
+
+@dataclass
+class EvalSettings:
+    """The images the report scores: a shapes split's evaluation set, or a prompts file."""
+
+    split: str = "test"
+    per_category: int = 8  # shapes: images per category
+    prompts: str | None = None  # real models: a text file, one prompt a line
+    n_prompts: int = 64
+    steps: int | None = None  # None: the pipeline's default
+    batch_size: int = 32
+    metric: str | None = None  # None: the analysis metric
+    samples: int = 8  # prompts in the report's sample grid
+
+
+@dataclass
+class RunSettings:
+    family: str | None = None  # sd3 | flux; a recipe made for one family refuses the other
+    device: str = "auto"  # auto | cuda (the recipe needs a GPU) | cpu
+
+
+def _sections() -> dict[str, type]:
+    from hprune.distill.config import DistillConfig
+    from hprune.profile import ProfileConfig
+
+    return {"analysis": ProfileConfig, "plan": PlanSettings, "distill": DistillConfig, "data": DataSettings,
+            "quantize": QuantSettings, "evaluate": EvalSettings, "run": RunSettings}
+
+
+@dataclass
+class Recipe:
+    name: str
+    analysis: object
+    plan: PlanSettings
+    distill: object
+    data: DataSettings
+    quantize: QuantSettings
+    evaluate: EvalSettings
+    run: RunSettings
+
+    def tables(self) -> dict[str, dict]:
+        return {name: asdict(getattr(self, name)) for name in _sections()}
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in RECIPES.glob("*.toml"))
+
+
+def load_recipe(name_or_file: str | None = None, sets: list[str] = ()) -> Recipe:
+    """The recipe `name_or_file` (a shipped name or a TOML path; None: DEFAULT_RECIPE) with
+    `sets` ("section.key=value", value in TOML syntax or a bare string) applied.
+    Raises HpruneError naming an unknown recipe, table or key (with the closest key)."""
+    name = name_or_file or DEFAULT_RECIPE
+    values = _read(_recipe_path(name))
+    for item in sets:
+        section, key, value = _parse_set(item)
+        values.setdefault(section, {})[key] = value
+    return _build(Path(name).stem, values)
+
+
+def _recipe_path(name: str) -> Path:
+    path = Path(name)
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise HpruneError(f"recipe file {path} does not exist; pass a .toml file or one of: {', '.join(recipe_names())}.")
+        return path
+    shipped = RECIPES / f"{name}.toml"
+    if not shipped.is_file():
+        raise HpruneError(f"no recipe named '{name}'; choose one of {', '.join(recipe_names())} or pass a .toml file.")
+    return shipped
+
+
+def _read(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise HpruneError(f"recipe {path} is not valid TOML ({err}); fix that line.")
+
+
+def _parse_set(item: str) -> tuple[str, str, object]:
+    key, sep, text = item.partition("=")
+    section, dot, field = key.strip().partition(".")
+    if not sep or not dot:
+        raise HpruneError(f"--set takes section.key=value (e.g. distill.steps=400), got '{item}'.")
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()  # a bare string: --set data.source=teacher:64
+    return section, field, value
+
+
+def _build(name: str, values: dict) -> Recipe:
+    sections = _sections()
+    for section, table in values.items():
+        if section not in sections:
+            raise HpruneError(f"recipe table [{section}] does not exist{_closest(section, sections)}; "
+                              f"tables: {', '.join(sections)}.")
+        if not isinstance(table, dict):
+            raise HpruneError(f"recipe key '{section}' must be a table [{section}] of settings.")
+    built = {s: _section(s, cls, values.get(s, {})) for s, cls in sections.items()}
+    return Recipe(name=name, **built)
+
+
+def _section(section: str, cls: type, table: dict):
+    known = {f.name: f for f in fields(cls)}
+    for key, value in table.items():
+        if key not in known:
+            raise HpruneError(f"recipe key '{section}.{key}' does not exist"
+                              f"{_closest(key, known, prefix=section + '.')}.")
+        _check_type(f"{section}.{key}", value, getattr(cls, key, None))
+    return cls(**table)
+
+
+def _check_type(key: str, value, default) -> None:
+    if default is None:
+        return
+    kinds = (int, float) if isinstance(default, float) else type(default)
+    if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, kinds):
+        kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(type(default), "a value")
+        raise HpruneError(f"recipe key '{key}' takes {kind} (like {default!r}), got {value!r}.")
+
+
+def _closest(word: str, options, prefix: str = "") -> str:
+    match = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean '{prefix}{match[0]}'?)" if match else ""
+
+
+def with_changes(recipe: Recipe, section: str, **changes) -> Recipe:
+    """A copy of `recipe` with `changes` in one table (the CLI's own flags)."""
+    return replace(recipe, **{section: replace(getattr(recipe, section), **changes)})
+
+
+def to_toml(recipe: Recipe) -> str:
+    """Every setting, one table per stage; None values as comments (TOML has no null)."""
+    lines = [f"# hprune recipe '{recipe.name}': the effective settings of this run.",
+             "# Re-run with `hprune run MODEL --recipe THIS_FILE`; see docs/run.md for each key."]
+    for section, table in recipe.tables().items():
+        lines += ["", f"[{section}]"]
+        for key, value in table.items():
+            lines.append(f"# {key} = (none)" if value is None else f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

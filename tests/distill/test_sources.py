@@ -1,0 +1,58 @@
+"""Distillation data sources: the teacher's own samples (data-free) and captioned image folders."""
+
+import json
+
+import pytest
+import torch
+
+from hprune.distill.sources import check_caption_folder, folder_data, teacher_data
+from hprune.errors import HpruneError
+from hprune.flow import velocity_fn
+from hprune.testing import tiny_pipeline
+
+PROMPTS = ["a red circle", "a blue square", "two green triangles"]
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+def test_teacher_samples_are_latents_the_transformer_takes(family):
+    pipe = tiny_pipeline(family)
+    data = teacher_data(pipe, PROMPTS, seed=3, steps=1, size=16, batch_size=2)
+    assert len(data) == 3 and data.x0.dim() == 4
+    model = pipe.transformer
+    with torch.no_grad():
+        v = velocity_fn(model)(model, data.x0[:2], torch.full((2,), 0.5), data.seq[:2], data.pooled[:2])
+    assert v.shape == data.x0[:2].shape
+
+
+def test_teacher_samples_do_not_depend_on_the_batch_size():
+    pipe = tiny_pipeline("sd3")
+    a = teacher_data(pipe, PROMPTS, seed=3, steps=1, size=16, batch_size=1)
+    b = teacher_data(pipe, PROMPTS, seed=3, steps=1, size=16, batch_size=3)
+    torch.testing.assert_close(a.x0, b.x0)
+    assert not torch.equal(a.x0[0], a.x0[1])
+
+
+def _images(folder, n=2):
+    from PIL import Image
+
+    folder.mkdir(exist_ok=True)
+    for i in range(n):
+        Image.new("RGB", (16, 16), (40 * i, 0, 0)).save(folder / f"{i}.png")
+    return folder
+
+
+def test_an_imagefolder_with_metadata_jsonl_is_read_with_datasets(tmp_path):
+    folder = _images(tmp_path / "imgs")
+    (folder / "metadata.jsonl").write_text("".join(json.dumps({"file_name": f"{i}.png", "text": PROMPTS[i]}) + "\n"
+                                                   for i in range(2)))
+    check_caption_folder(folder)
+    data = folder_data(tiny_pipeline("sd3"), folder, size=16)
+    assert len(data) == 2
+
+
+def test_images_without_captions_are_refused_naming_both_conventions(tmp_path):
+    folder = _images(tmp_path / "imgs")
+    with pytest.raises(HpruneError, match="metadata.jsonl"):
+        check_caption_folder(folder)
+    with pytest.raises(HpruneError, match="not a folder"):
+        check_caption_folder(tmp_path / "nowhere")

@@ -1,0 +1,98 @@
+"""`hprune run`'s bad input: one sentence, exit 1, nothing written."""
+
+import json
+
+import pytest
+
+from hprune.cli import main
+
+
+def _fails(capsys, args, *needles):
+    assert main(["run", *args]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+@pytest.fixture
+def out(tmp_path):
+    return tmp_path / "run"
+
+
+def test_a_model_that_is_neither_a_teacher_nor_a_pipeline(tmp_path, out, capsys):
+    _fails(capsys, [str(tmp_path / "nowhere"), "--out", str(out)], "neither a shipped teacher")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("ratio", ["0", "1", "1.5", "-0.2"])
+def test_a_ratio_outside_0_1(ratio, out, capsys):
+    _fails(capsys, ["shapes-sd3", "--ratio", ratio, "--out", str(out)], "--ratio")
+    assert not out.exists()
+
+
+def test_a_recipe_key_that_does_not_exist_names_the_closest(out, capsys):
+    _fails(capsys, ["shapes-sd3", "--out", str(out), "--set", "distill.step=3"], "did you mean 'distill.steps'")
+    assert not out.exists()
+
+
+def test_a_recipe_file_with_an_unknown_key(tmp_path, out, capsys):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text("[plan]\nr_thres = 0.1\nalpah = 0.5\n")
+    _fails(capsys, ["shapes-sd3", "--out", str(out), "--recipe", str(recipe)], "plan.alpah", "plan.alpha")
+
+
+def test_a_recipe_for_another_family(out, capsys):
+    _fails(capsys, ["shapes-sd3", "--out", str(out), "--recipe", "flux.1-schnell"], "made for flux", "sd3 recipe")
+    assert not out.exists()
+
+
+def test_a_missing_gpu_when_the_recipe_needs_one(out, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    _fails(capsys, ["shapes-sd3", "--out", str(out), "--recipe", "shapes-full"], "needs a CUDA GPU")
+    assert not out.exists()
+
+
+def test_a_real_pipeline_without_metric_weights(tiny_run_inputs, out, capsys):
+    pipe, _ = tiny_run_inputs
+    _fails(capsys, [str(pipe), "--out", str(out)], "--set analysis.metric=clip:")
+    assert not out.exists()
+
+
+def test_an_image_folder_without_captions(tiny_run_inputs, tmp_path, out, capsys):
+    from PIL import Image
+
+    pipe, recipe = tiny_run_inputs
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (16, 16)).save(images / "a.png")
+    _fails(capsys, [str(pipe), "--recipe", str(recipe), "--out", str(out), "--set", f"data.source={images}"],
+           "has no caption", "metadata.jsonl")
+    assert not out.exists()
+
+
+def test_an_output_folder_holding_a_run_of_another_model(tmp_path, out, capsys):
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps({"model": "shapes-flux", "ratio": 0.2, "quant": "none", "recipe": "shapes-cpu"}))
+    (out / "recipe.toml").write_text("")
+    _fails(capsys, ["shapes-sd3", "--out", str(out)], "'shapes-flux' -> 'shapes-sd3'")
+    assert sorted(p.name for p in out.iterdir()) == ["recipe.toml", "run.json"]
+
+
+def test_an_output_folder_holding_something_else(tmp_path, out, capsys):
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    _fails(capsys, ["shapes-sd3", "--out", str(out), "--set", "analysis.n_prompts=1"], "not empty")
+
+
+def test_status_of_a_folder_that_is_not_a_run(tmp_path, capsys):
+    _fails(capsys, ["--status", str(tmp_path)], "not an `hprune run` folder")
+
+
+def test_an_unknown_quant_backend(out, capsys):
+    _fails(capsys, ["shapes-sd3", "--out", str(out), "--quant", "int3"], "not a backend")
+    assert not out.exists()
