@@ -26,7 +26,7 @@
 # A subset that fits one ~9-minute call: issue 21's targets are on shapes-sd3 at 20% and 30% (30
 # distilled jobs + 2, ~8.5 min at 14 processes):
 #   TEACHERS=shapes-sd3 RATIOS=0.2,0.3 JOBS=14 bash scripts/tables_device.sh start
-# env: TEACHERS, RATIOS, METHODS, SEEDS (0,1,2), JOBS (7 per teacher), STEPS (400), QUANT (w4fp8),
+# env: TEACHERS, RATIOS, METHODS, SEEDS (0,1,2), JOBS (7 per teacher), STEPS (400), QUANT (w4fp8; none: no twin),
 # ANALYSIS (mean; "" uses the identity-norm analyses results/analysis/T), RTHRES (0.05).
 # Returned under $OUT: ablation-<teacher>.json (the table rows: mean over seeds, degradation_ci95,
 # hpp+pwp's vs_best_baseline), tables.md (the markdown tables), tables_rows-<teacher>.tgz (per-job JSON,
@@ -53,7 +53,7 @@ body() {
     fi
     python3 -m hprune ablate --teacher "$teacher" --run-dir "$run_dir" --out "$WORK/$teacher" \
         --results "$WORK/ablation-$teacher.json" --ratios "${RATIOS:-0.2,0.3,0.4}" \
-        ${METHODS:+--methods "$METHODS"} --seeds "${SEEDS:-0,1,2}" --quant "${QUANT:-w4fp8}" \
+        ${METHODS:+--methods "$METHODS"} --seeds "${SEEDS:-0,1,2}" $( [ "${QUANT:-w4fp8}" = none ] || echo --quant "${QUANT:-w4fp8}" ) \
         --r-thres "${RTHRES:-0.05}" --steps "${STEPS:-400}" --batch-size 128 --lr 1e-4 --feat-weight 1e-4 \
         --per-category 64 --data-size 8192 --jobs "${JOBS:-7}" > "$WORK/ablate-$teacher.log" 2>&1 \
         && echo "$teacher done: $(( $(date +%s) - begin )) s" >> "$WORK/log.txt" &

@@ -14,7 +14,7 @@ import logging
 import torch.nn as nn
 from accelerate import init_empty_weights
 
-from hprune.arch.original_indices import _Names
+from hprune.arch.original_names import OriginalNames
 from hprune.provenance import base_config
 
 log = logging.getLogger("hprune")
@@ -31,7 +31,7 @@ def ip_adapter_positions(model: nn.Module) -> dict[int, int]:
     config = {k: v for k, v in base_config(model).items() if k != "quantization_config"}
     with init_empty_weights(include_buffers=False):
         original = type(model).from_config(config)
-    names, current = _Names(model), {name: i for i, name in enumerate(_ip_layers(model))}
+    names, current = OriginalNames(model), {name: i for i, name in enumerate(_ip_layers(model))}
     translated = {old: names.translate_name(name) for old, name in enumerate(_ip_layers(original))}
     return {old: current[new] for old, new in translated.items() if new in current}
 

@@ -23,25 +23,15 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 
 import torch.nn as nn
 
 from hprune.arch import get_adapter
-from hprune.arch.flux import SINGLE_PARTS
-from hprune.arch.mmdit import JOINT_PARTS
+from hprune.arch.original_names import OriginalNames
 from hprune.arch.units import Unit
 from hprune.errors import HpruneError
 
 log = logging.getLogger("hprune")
-
-# `transformer_blocks.12.` / `single_transformer_blocks.3.` anywhere in a key, after any prefix
-# (the lookbehind keeps `transformer_blocks` inside `single_transformer_blocks` from matching).
-_BLOCK = re.compile(r"(?<![A-Za-z0-9_])(transformer_blocks|single_transformer_blocks)\.(\d+)\.")
-# Key layouts diffusers converts in `pipe.lora_state_dict` (BFL/kohya FLUX, SAI SD3 names).
-_OTHER_LAYOUTS = ("double_blocks", "single_blocks", "joint_blocks")
-_PARTS = {"joint": JOINT_PARTS, "single": SINGLE_PARTS}
-
 
 def translate_layers(model: nn.Module, indices, kind: str = "joint") -> list[int]:
     """Block indices of the original model (e.g. SD3.5's `skip_guidance_layers=[7, 8, 9]`)
@@ -63,7 +53,7 @@ def translate_state_dict(model: nn.Module, state_dict: dict) -> dict:
     or mlp_proj, the input side of `proj_out` (`lora_A`) keeps only the surviving columns,
     as pruning did to the base weight. Keys must be in diffusers layout
     (`pipe.lora_state_dict(path)` converts the others)."""
-    names = _Names(model)
+    names = OriginalNames(model)
     out, dropped = {}, []
     for key, value in state_dict.items():
         new, unit = names.translate(key)
@@ -81,58 +71,7 @@ def _name(unit: Unit) -> str:
     return f"{unit.kind}.{unit.index}" if unit.is_block else unit.key
 
 
-class _Names:
-    """Original-index names -> current names for one model."""
-
-    def __init__(self, model: nn.Module):
-        adapter = get_adapter(model)
-        self.model, self.adapter = model, adapter
-        self.kinds = {attr: kind for kind, attr in adapter.block_lists.items()}
-        bmap = adapter.block_map(model)
-        self.original = bmap.original
-        self.mapping = {kind: bmap.mapping(kind) for kind in self.kinds.values()}
-        self.removed = adapter.removed_units(model)
-
-    def translate(self, key: str) -> tuple[str | None, Unit | None]:
-        """(`key` in current indices, or None when pruning removed what it names; the unit it names)."""
-        match = _BLOCK.search(key)
-        if match is None or match.group(1) not in self.kinds:
-            if any(layout in key for layout in _OTHER_LAYOUTS):
-                raise HpruneError(f"'{key}' is not in diffusers' key layout; convert the state dict first "
-                                  "(pipe.lora_state_dict(path) does) and pass the result.")
-            return key, None
-        kind, index = self.kinds[match.group(1)], int(match.group(2))
-        if index >= self.original[kind]:
-            raise HpruneError(f"'{key}' names {kind} block {index}, but the original model had "
-                              f"{self.original[kind]} {kind} blocks; it was made for another model.")
-        rest = key[match.end():]
-        for sub, attr in _PARTS[kind].items():
-            if rest.startswith(attr + ".") and Unit(kind, index, sub) in self.removed:
-                return None, Unit(kind, index, sub)
-        if index not in self.mapping[kind]:
-            return None, Unit(kind, index)
-        return key[:match.start(2)] + str(self.mapping[kind][index]) + key[match.end(2):], Unit(kind, index)
-
-    def slice_proj_out(self, key: str, unit: Unit | None, value):
-        """The input side of a LoRA on a FLUX single block's `proj_out`, cut like its base weight."""
-        if unit is None or unit.kind != "single" or ".proj_out.lora_A." not in key:
-            return value
-        subs = {sub for sub in ("attn", "mlp_proj") if Unit("single", unit.index, sub) in self.removed}
-        block = self.adapter.block_list(self.model, "single")[self.mapping["single"][unit.index]]
-        dim, mlp = block.proj_out.out_features, block.mlp_hidden_dim
-        if not subs or value.shape[-1] != dim + mlp:
-            return value
-        start = dim if "attn" in subs else 0
-        stop = dim if "mlp_proj" in subs else dim + mlp
-        return value[..., start:stop].contiguous()
-
-    def translate_name(self, name: str) -> str | None:
-        """A module name (a LoRA config's target_modules, rank_pattern keys) in current indices."""
-        new, _ = self.translate(name + ".")
-        return None if new is None else new[:-1]
-
-
-def _translate_metadata(names: _Names, metadata: dict | None) -> dict | None:
+def _translate_metadata(names: OriginalNames, metadata: dict | None) -> dict | None:
     """A LoRA's adapter metadata (peft LoraConfig fields) with module names in current indices."""
     if not metadata:
         return metadata
@@ -151,7 +90,7 @@ def _translate_lora(model: nn.Module, loaded, return_alphas: bool = False, retur
     and the adapter metadata when asked for — in current indices."""
     if not (return_alphas or return_lora_metadata):
         return translate_state_dict(model, loaded)
-    names = _Names(model)
+    names = OriginalNames(model)
     state, *rest = loaded
     out = [translate_state_dict(model, state)]
     if return_alphas:  # keys such as `transformer.transformer_blocks.0.attn.to_q.alpha`

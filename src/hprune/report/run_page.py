@@ -22,76 +22,18 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from hprune.errors import HpruneError
 from hprune.files import write_atomic
+from hprune.report.run_blocks import Code, Image, Section, Table, Text, read_run_info
+from hprune.report.run_sections import build_sections
 from hprune.runs.layout import REPORT_FILES, RunLayout
-
-
-@dataclass
-class Image:
-    name: str  # file name in report_files/, unique in the report
-    png: bytes
-    alt: str
-
-
-@dataclass
-class Text:
-    text: str
-
-
-@dataclass
-class Table:
-    header: list[str]
-    rows: list[list]  # cells: str (or anything str() reads well) or Image
-
-
-@dataclass
-class Code:
-    text: str
-
-
-@dataclass
-class Section:
-    id: str
-    title: str
-    blocks: list = field(default_factory=list)
-
-    def images(self) -> list[Image]:
-        cells = [c for b in self.blocks if isinstance(b, Table) for row in b.rows for c in row]
-        return [b for b in [*self.blocks, *cells] if isinstance(b, Image)]
-
-
-# ----------------------------------------------------------------- entry
-
-
-def read_run_info(layout: RunLayout) -> dict:
-    """run.json, or one sentence naming the folder and the fix."""
-    if not layout.info.is_file():
-        raise HpruneError(f"{layout.root} is not an `hprune run` folder (it has no run.json); pass the --out "
-                          f"folder of `hprune run`, or start one with `hprune run MODEL --out {layout.root}`.")
-    return read_json(layout.info)
-
-
-def read_json(path: Path) -> dict | None:
-    """The file's JSON, None when it does not exist yet."""
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise HpruneError(f"{path} is not valid JSON; delete it and rerun `hprune run` to redo its stage.") from None
 
 
 def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     """Write RUN_DIR/report.html and RUN_DIR/report.md (and report_files/); returns both paths.
     Works on a run stopped at any stage; raises HpruneError when RUN_DIR has no run.json."""
-    from hprune.report.run_sections import build_sections  # the section builders use this module's blocks
-
     layout = RunLayout(run_dir)
     info = read_run_info(layout)
     sections = build_sections(layout, info)

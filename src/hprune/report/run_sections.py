@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hprune.plan import Plan
 from hprune.report.run_figures import contribution_png, loss_png, thumbnail_png
-from hprune.report.run_page import Code, Image, Section, Table, Text, read_json
+from hprune.report.run_blocks import Code, Image, Section, Table, Text, read_json
 from hprune.runs.layout import STAGES, VARIANTS, RunLayout
 from hprune.scoring import RunData, load_run
 

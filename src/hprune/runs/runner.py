@@ -21,7 +21,7 @@ from hprune.errors import HpruneError
 from hprune.files import write_atomic, write_json
 from hprune.runs.context import RunContext
 from hprune.runs.layout import STAGES, RunLayout
-from hprune.runs.recipe import Recipe, to_toml
+from hprune.runs.recipe import to_toml
 
 # What each finished stage must have left; a marker without it means the folder was changed.
 OUTPUTS = {
@@ -66,8 +66,8 @@ def _check_same(layout: RunLayout, info: dict, recipe_text: str) -> None:
 
 
 def _changed_lines(old: str, new: str) -> list[tuple[str, str]]:
-    pairs, section = [], ""
-    old_lines = _keyed(old)
+    """(old, new) 'table.key = value' lines of the settings that differ between two recipes."""
+    pairs, old_lines = [], _keyed(old)
     for key, line in _keyed(new).items():
         if old_lines.get(key) != line:
             pairs.append((f"{key[0]}.{old_lines.get(key, 'absent')}", f"{key[0]}.{line}"))
