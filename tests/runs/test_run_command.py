@@ -76,11 +76,37 @@ def test_an_image_folder_without_captions(tiny_run_inputs, tmp_path, out, capsys
 
 
 def test_an_output_folder_holding_a_run_of_another_model(tmp_path, out, capsys):
-    out.mkdir()
+    (out / "stages").mkdir(parents=True)
+    (out / "stages" / "analysis.json").write_text("{}")  # a stage finished: the folder is pinned
     (out / "run.json").write_text(json.dumps({"model": "shapes-flux", "ratio": 0.2, "quant": "none", "recipe": "shapes-cpu"}))
     (out / "recipe.toml").write_text("")
     _fails(capsys, ["shapes-sd3", "--out", str(out)], "'shapes-flux' -> 'shapes-sd3'")
-    assert sorted(p.name for p in out.iterdir()) == ["recipe.toml", "run.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["recipe.toml", "run.json", "stages"]
+
+
+def test_a_run_that_failed_before_any_stage_finished_does_not_lock_its_folder(tiny_run_inputs, out, capsys):
+    pipe, recipe = tiny_run_inputs
+    bad = ["run", str(pipe), "--recipe", str(recipe), "--out", str(out), "--no-progress",
+           "--set", "plan.r_thres=0.9", "--set", "analysis.metric=clip:/nowhere"]
+    from hprune.cli import main as cli
+
+    assert cli(bad) == 1
+    capsys.readouterr()
+    settings = json.loads((out / "run.json").read_text())
+    assert settings["model"] == str(pipe)
+    # the corrected command starts over in place instead of "holds a run with other settings"
+    assert cli(bad[:-2] + ["--set", "data.source=none"]) == 0, capsys.readouterr().err
+    assert (out / "report.html").is_file()
+
+
+@pytest.mark.parametrize("item, needle", [("data.source=shapes:abc", "positive number"),
+                                          ("data.source=teacher:0", "positive number"),
+                                          ("data.source=bogus.safetensors", "does not exist"),
+                                          ("plan.r_thres=5", "plan.r_thres"),
+                                          ("evaluate.per_category=0", "evaluate.per_category")])
+def test_settings_of_later_stages_are_checked_before_anything_runs(item, needle, out, capsys):
+    _fails(capsys, ["shapes-sd3", "--out", str(out), "--set", item], needle)
+    assert not out.exists()
 
 
 def test_an_output_folder_holding_something_else(tmp_path, out, capsys):

@@ -67,6 +67,9 @@ def prepare(args, recipe):
         raise HpruneError("name a MODEL: hprune run shapes-sd3 --ratio 0.2 (or a diffusers pipeline folder).")
     model = _check_model(args.model)
     ratio = check_ratio(args.ratio, "--ratio")
+    if recipe.plan.tolerance >= ratio:
+        raise HpruneError(f"--ratio {ratio:g} is below plan.tolerance {recipe.plan.tolerance:g}; pass a larger "
+                          "--ratio or --set plan.tolerance to less than it.")
     _check_family(model, recipe)
     recipe = _check_inputs(model, recipe)
     device = _device(recipe.run.device)
@@ -102,6 +105,7 @@ def _check_inputs(model: str, recipe):
     from hprune.toy.pipeline import SHIPPED
 
     if model in SHIPPED:
+        _check_data(recipe.data.source, shapes=True)
         return recipe
     if recipe.analysis.metric == "shapes":
         raise HpruneError(f"{model} is a real pipeline: the shapes metric only scores the shapes testbed; pass a metric "
@@ -115,9 +119,13 @@ def _check_inputs(model: str, recipe):
     return recipe
 
 
-def _check_data(source: str) -> None:
-    if source == "none" or source.startswith(("teacher", "shapes")) or source.endswith(".safetensors"):
-        if source.startswith("shapes"):
+def _check_data(source: str, shapes: bool = False) -> None:
+    if source.endswith(".safetensors"):
+        if not Path(source).is_file():
+            raise HpruneError(f"data.source {source} does not exist; pass a cache written by an earlier run.")
+        return
+    if source == "none" or source.startswith(("teacher", "shapes")):
+        if source.startswith("shapes") and not shapes:
             raise HpruneError("data.source shapes:N only fits the shapes teachers; for a real pipeline use "
                               "teacher:N (the teacher's own samples) or an image folder with captions.")
         return

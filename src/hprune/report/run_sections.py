@@ -158,7 +158,10 @@ def samples(layout: RunLayout) -> Section:
     records = {v: read_records(layout.samples(v)) for v in VARIANTS}
     records = {v: r for v, r in records.items() if r}
     if not records:
-        section.blocks.append(Text("No samples yet: the run stopped before the generate stage."))
+        done = layout.stage_marker("generate").is_file()
+        section.blocks.append(Text("The samples are not in this folder: the generate stage ran, but its images "
+                                   "(samples/) were removed or not copied." if done else
+                                   "No samples yet: the run stopped before the generate stage."))
         return section
     first = next(iter(records.values()))
     indices = _spread(sorted(first), MAX_PROMPTS)

@@ -39,6 +39,12 @@ class PlanSettings:
     r_thres: float = 0.25  # whole blocks up to this ratio, then subcomponents (the paper's 0.25)
     tolerance: float = 0.01  # the removed share lands in [ratio, ratio + tolerance] (matched sizes)
 
+    def __post_init__(self):
+        if not 0 < self.r_thres < 1:
+            raise HpruneError(f"plan.r_thres must be between 0 and 1 (e.g. 0.25), got {self.r_thres}.")
+        if not 0 <= self.tolerance < 1:
+            raise HpruneError(f"plan.tolerance must be at least 0 and below 1 (e.g. 0.01), got {self.tolerance}.")
+
 
 @dataclass
 class DataSettings:
@@ -49,6 +55,14 @@ class DataSettings:
     source: str = "teacher:256"
     resolution: int = 1024  # image side for an image folder and for teacher samples
     sgdistill_above: float | None = None  # SGDistill when the ratio exceeds this (the paper: r_thres 0.25)
+
+    def __post_init__(self):
+        kind, _, count = self.source.partition(":")
+        if kind in ("shapes", "teacher") and count and not (count.isdigit() and int(count) > 0):
+            raise HpruneError(f"data.source {self.source} needs a positive number of examples after the colon, "
+                              f"e.g. {kind}:256.")
+        if self.resolution < 16 or self.resolution % 16:
+            raise HpruneError(f"data.resolution must be a multiple of 16 (e.g. 1024), got {self.resolution}.")
 
 
 @dataclass
@@ -68,6 +82,12 @@ class EvalSettings:
     batch_size: int = 32
     metric: str | None = None  # None: the analysis metric
     samples: int = 8  # prompts in the report's sample grid
+
+    def __post_init__(self):
+        small = [k for k in ("per_category", "n_prompts", "batch_size", "samples") if getattr(self, k) < 1]
+        if small or (self.steps is not None and self.steps < 1):
+            names = ", ".join(f"evaluate.{k}" for k in small or ["steps"])
+            raise HpruneError(f"{names} must be at least 1.")
 
 
 @dataclass

@@ -45,9 +45,12 @@ def start(ctx: RunContext) -> None:
     layout = ctx.layout
     info = {"model": ctx.model, "ratio": ctx.ratio, "quant": ctx.recipe.quantize.backend, "recipe": ctx.recipe.name}
     if layout.info.is_file():
-        _check_same(layout, info, to_toml(ctx.recipe))
-        return
-    if layout.root.exists() and any(layout.root.iterdir()):
+        if any(layout.stage_marker(stage).is_file() for stage in STAGES):
+            _check_same(layout, info, to_toml(ctx.recipe))
+            return
+        # Nothing finished yet: a corrected command starts over in place (each stage's own
+        # settings check still refuses to mix its partial output with other settings).
+    elif layout.root.exists() and any(layout.root.iterdir()):
         raise HpruneError(f"{layout.root} is not empty and holds no run (no run.json); pass a new or empty --out folder.")
     layout.root.mkdir(parents=True, exist_ok=True)
     write_atomic(layout.recipe, to_toml(ctx.recipe))
