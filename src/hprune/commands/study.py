@@ -53,21 +53,22 @@ def create(args) -> int:
 
 
 def serve(args) -> int:
+    from hprune.errors import HpruneError
+    from hprune.study import db
     from hprune.study.server import serve as serve_study
 
+    db.check_study(args.study)
+    if not 1 <= args.port <= 65535:
+        raise HpruneError(f"--port must be between 1 and 65535, got {args.port}.")
     serve_study(args.study, args.host, args.port, args.workers)
     return 0
 
 
 def results(args) -> int:
-    from pathlib import Path
-
-    from hprune.errors import HpruneError
     from hprune.study import db
     from hprune.study.results import format_table, summarise
 
-    if not Path(args.study).is_file():
-        raise HpruneError(f"{args.study} does not exist; pass a file made by `hprune study create`.")
+    db.check_study(args.study)
     conn = db.connect(args.study)
     try:
         print(format_table(summarise(conn, args.reference)))

@@ -44,6 +44,24 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
+def check_study(path: str | Path) -> None:
+    """Raise HpruneError unless `path` is a study file that `hprune study create` made."""
+    from hprune.errors import HpruneError
+
+    if not Path(path).is_file():
+        raise HpruneError(f"{path} does not exist; pass a file made by `hprune study create`.")
+    try:
+        conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+        try:
+            found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'methods'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        found = None
+    if not found:
+        raise HpruneError(f"{path} is not a study file; pass a file made by `hprune study create`.")
+
+
 # Writers of one process queue on this lock: a thread waiting here wakes the moment the
 # previous commit ends, where SQLite's own busy handler sleeps in steps of up to 100 ms.
 # Across processes (serve --workers N) the busy timeout still orders them.
