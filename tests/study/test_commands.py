@@ -24,4 +24,4 @@ def test_a_missing_study_and_a_port_out_of_range(tmp_path, capsys):
     db.create_schema(conn)
     conn.close()
     assert main(["study", "serve", str(study), "--port", "99999"]) == 1
-    assert "--port must be between 1 and 65535" in capsys.readouterr().err
+    assert "--port must be between 0 (any free port) and 65535" in capsys.readouterr().err

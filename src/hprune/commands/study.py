@@ -58,8 +58,8 @@ def serve(args) -> int:
     from hprune.study.server import serve as serve_study
 
     db.check_study(args.study)
-    if not 1 <= args.port <= 65535:
-        raise HpruneError(f"--port must be between 1 and 65535, got {args.port}.")
+    if not 0 <= args.port <= 65535:  # 0: any free port
+        raise HpruneError(f"--port must be between 0 (any free port) and 65535, got {args.port}.")
     serve_study(args.study, args.host, args.port, args.workers)
     return 0
 
