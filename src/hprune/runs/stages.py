@@ -73,16 +73,16 @@ def _data(ctx: RunContext):
 
     from hprune.distill.data import DistillData
 
+    from hprune.commands.distill import DATA_FILE, build_data
+
     spec, settings = ctx.recipe.data.source, ctx.recipe.data
     if not spec.startswith("teacher"):
-        from hprune.commands.distill import build_data
-
         return build_data(spec, ctx.pipe(), ctx.layout.distill, settings.resolution, ctx.recipe.distill.seed)
     n = int(spec.split(":", 1)[1]) if ":" in spec else 256
     prompts = _calibration_prompts(ctx, n)
     size = None if ctx.is_shapes else settings.resolution
     key = hashlib.sha256(repr((spec, size, ctx.recipe.distill.seed, prompts)).encode()).hexdigest()[:12]
-    cache = ctx.layout.distill / f"distill_data-{key}.safetensors"
+    cache = ctx.layout.distill / DATA_FILE.format(key=key)  # the name `hprune distill` gives its caches
     if not cache.is_file():
         from hprune.distill.sources import teacher_data
 
