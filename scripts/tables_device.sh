@@ -31,10 +31,12 @@
 # Returned under $OUT: ablation-<teacher>.json (the table rows: mean over seeds, degradation_ci95,
 # hpp+pwp's vs_best_baseline), tables.md (the markdown tables), tables_rows-<teacher>.tgz (per-job JSON,
 # per-image .npz, plans, loss curves, training summaries, the first seed's sample strips), tables_log.txt.
-# Call `start` once: it clears /tmp/tables.
+# Call `start` once: it clears /tmp/tables, then copies in the finished (row, seed) jobs committed under
+# results/tables/<teacher>/ (job JSON, per-image .npz, plan, loss, summary), which are not re-run. TABLES_WORK (a work folder other than /tmp/tables) lets two
+# instances run side by side (one per GPU with CUDA_VISIBLE_DEVICES); WAIT_S (560) how long a call waits.
 set -u
 MODE=${1:?start | wait | body}
-WORK=/tmp/tables REPO=/tmp/tablesrepo
+WORK=${TABLES_WORK:-/tmp/tables} REPO=${TABLES_WORK:-/tmp/tables}repo WAIT_S=${WAIT_S:-560}
 begin=$(date +%s)
 SUFFIX=${ANALYSIS-mean}
 
@@ -85,10 +87,13 @@ case "$MODE" in
   body) body ;;
   start)
     rm -rf "$WORK" "$REPO" && mkdir -p "$WORK" && cp -r "$PWD" "$REPO"
+    for t in ${TEACHERS:-shapes-sd3 shapes-flux}; do  # (row, seed) jobs finished by earlier calls are not re-run
+      [ -d "results/tables/$t" ] && cp -r "results/tables/$t" "$WORK/$t"
+    done
     setsid nohup bash "$REPO/scripts/tables_device.sh" body > "$WORK/body.log" 2>&1 < /dev/null &
-    while [ $(( $(date +%s) - begin )) -lt 560 ] && ! grep -q DONE "$WORK/log.txt" 2>/dev/null; do sleep 10; done
+    while [ $(( $(date +%s) - begin )) -lt $WAIT_S ] && ! grep -q DONE "$WORK/log.txt" 2>/dev/null; do sleep 10; done
     report ;;
   wait)
-    while [ $(( $(date +%s) - begin )) -lt 570 ] && ! grep -q DONE "$WORK/log.txt" 2>/dev/null; do sleep 10; done
+    while [ $(( $(date +%s) - begin )) -lt $(( WAIT_S + 10 )) ] && ! grep -q DONE "$WORK/log.txt" 2>/dev/null; do sleep 10; done
     report ;;
 esac

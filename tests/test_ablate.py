@@ -108,6 +108,28 @@ def test_seeds_give_a_mean_an_interval_and_a_paired_bootstrap_at_40_percent(tiny
     assert "paired bootstrap" in table and f"{100 * ours['ratio_reached']:.1f}%" in table
 
 
+def test_hpp_distill_row_distils_hpps_plan_without_pwp_or_sgdistill(tiny_teacher):
+    """PWP's own effect: hpp+distill and hpp+pwp share the plan, the seeds and the budget; only PWP differs."""
+    cfg = AblateConfig(ratios=(0.3,), methods=("hpp", "hpp+distill", "hpp+pwp"), seeds=(0, 1),
+                       distill=DistillConfig(steps=1, batch_size=2, checkpoint_every=1),
+                       data_size=8, per_category=1, eval_steps=2)
+    assert METHODS.index("hpp") < METHODS.index("hpp+distill") < METHODS.index("hpp+pwp")
+    out = tiny_teacher / "out-distill"
+    rows = ablate(str(tiny_teacher / "teacher"), tiny_teacher / "run", out, cfg)
+    assert [r["method"] for r in rows] == ["hpp", "hpp+distill", "hpp+pwp"]
+    assert rows[1]["seeds"] == rows[2]["seeds"] == [0, 1]
+    assert rows[1]["params"] == rows[2]["params"] == rows[0]["params"]
+    plan = lambda name: json.loads((out / name / "plan.json").read_text())["units"]
+    assert plan("hpp+distill-0.3") == plan("hpp+pwp-0.3") == plan("hpp-0.3")
+    for seed, suffix in ((0, ""), (1, "-s1")):
+        summary = json.loads((out / f"hpp+distill-0.3{suffix}" / "student" / "training_summary.json").read_text())
+        assert summary["config"]["seed"] == seed
+        assert not summary["config"]["pwp"] and not summary["config"]["sgdistill"]
+    ours = json.loads((out / "hpp+pwp-0.3" / "student" / "training_summary.json").read_text())
+    assert ours["config"]["pwp"] and not ours["config"]["sgdistill"]
+    assert "| hpp+distill | 0.3 |" in markdown_table(json.loads((out / "teacher.json").read_text()), rows)
+
+
 def test_sample_sheet_has_one_strip_per_row_in_table_order(tiny_teacher):
     from PIL import Image
 

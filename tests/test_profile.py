@@ -14,9 +14,9 @@ from hprune.arch.units import Unit
 from hprune.errors import HpruneError
 from hprune.metrics import Metric, register_metric
 from hprune.profile import (
-    TABLE, ProfileConfig, make_sampler, profile, read_table, repair_tail, variants,
+    TABLE, ProfileConfig, make_sampler, profile, read_table, repair_tail, skip_only_blocks, variants, without,
 )
-from hprune.testing import tiny_pipeline, tiny_sd3
+from hprune.testing import dummy_inputs, tiny_flux, tiny_pipeline, tiny_sd3
 
 
 class Brightness(Metric):
@@ -64,12 +64,65 @@ def test_variants_cover_blocks_subcomponents_and_pairs():
     assert sum(1 for a, _ in pairs if a.index == 0) == n0 * (n0 - 1) // 2
 
 
+def test_the_last_sd3_block_gets_a_whole_block_variant_only_when_every_block_is_asked_for():
+    model = tiny_sd3(num_layers=3)
+    last = Unit("joint", 2)
+    assert skip_only_blocks(model) == {last} and not skip_only_blocks(tiny_flux())
+    assert (last,) not in variants(model)  # `profile --fast` removes with surgery, which refuses it
+    every = variants(model, every_block=True)
+    assert every[every.index((last,)) + 1][0].block_unit() == last  # forward order: block, then its parts
+    assert [v for v in every if v != (last,)] == variants(model)
+    assert (last,) not in variants(model, "subcomponents", every_block=True)
+
+
+def test_skipping_the_last_sd3_block_passes_its_hidden_states_to_the_final_norm():
+    # diffusers' own skip_layers skips a block the same way: the hidden states go on unchanged
+    model = tiny_sd3(num_layers=3)
+    inputs = dummy_inputs(model)
+    last = model.transformer_blocks[2]
+    with torch.no_grad():
+        expected = model(**inputs, skip_layers=[2])[0]
+        with without(model, [Unit("joint", 2)]):
+            skipped = model(**inputs)[0]
+        full = model(**inputs)[0]
+    torch.testing.assert_close(skipped, expected, rtol=0, atol=0)
+    assert not torch.allclose(skipped, full)
+    assert model.transformer_blocks[2] is last  # put back
+
+
+def test_profile_measures_the_last_sd3_block_whole_and_no_plan_removes_it(tmp_path, sd3_pipe):
+    from hprune.arch import get_adapter
+    from hprune.scoring import PlanConfig, load_run, make_plan
+
+    model = sd3_pipe.transformer
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rows = profile(sd3_pipe, config(tmp_path, scope="blocks"), tmp_path / "run", progress=False)
+    assert [r["variant"] for r in rows] == [f"joint.{i}.block" for i in range(4)]
+    assert abs(rows[3]["dP"]) > 1e-6
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # Surgery cannot remove it, so units.json does not list it whole and every ranker passes it
+    # over, even when its measured drop makes it the most prunable block.
+    with pytest.raises(HpruneError, match="last SD3Transformer2DModel block"):
+        get_adapter(model).make_plan(model, ["joint.3"])
+    run = load_run(tmp_path / "run")
+    assert "joint.3.block" not in run.units.params
+    rows = [{**r, "dP": 0.0 if r["variant"] == "joint.3.block" else r["dP"],
+             "drops": {k: -1.0 if r["variant"] == "joint.3.block" else v for k, v in r["drops"].items()}}
+            for r in run.rows]
+    subs = [{**rows[0], "variant": u, "units": [u], "dP": 0.0, "drops": dict.fromkeys(rows[0]["drops"], 0.0)}
+            for u in run.units.params if not u.endswith(".block")]
+    for method in ("hpp", "bkscore", "koala", "lastk"):
+        cfg = PlanConfig(method, 0.3, r_thres=0.3, alignment="red")
+        plan = make_plan(cfg, run.units, rows + subs, {**run.similarity, "joint.3.block": 1.0})
+        assert "joint.3.block" not in [u.key for u in plan.units], method
+
+
 def test_profile_records_drops_and_leaves_the_model_intact(tmp_path, sd3_pipe):
     pipe = sd3_pipe
     before = {k: v.clone() for k, v in pipe.transformer.state_dict().items()}
     rows = profile(pipe, config(tmp_path), tmp_path / "run", progress=False)
     assert all(torch.equal(before[k], v) for k, v in pipe.transformer.state_dict().items())
-    assert len(rows) == len(variants(pipe.transformer))
+    assert len(rows) == len(variants(pipe.transformer, every_block=True))
     row = rows[0]
     for key in ("variant", "units", "dP", "dP_std", "n_prompts", "seconds", "values", "drops"):
         assert key in row
@@ -140,7 +193,7 @@ profile(tiny_pipeline("sd3"), ProfileConfig(**{cfg.__dict__!r}), sys.argv[1], pr
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     partial = read_table(table)
-    total = len(variants(sd3_pipe.transformer))
+    total = len(variants(sd3_pipe.transformer, every_block=True))
     assert 3 <= len(partial) < total, "the run must be killed mid-way"
     with open(table, "ab") as f:
         f.write(b'{"variant": "joint.9.bl')  # what a kill during a write would leave
@@ -195,7 +248,7 @@ def test_resume_with_other_settings_is_refused(tmp_path, sd3_pipe):
     assert f"{tmp_path / 'run'} holds a profile made with other settings (--steps 2 -> 3, --size 16 -> (unset)); " \
            "pass the same settings to resume, or start afresh with a new --out" in str(err.value)
     rows = profile(pipe, config(tmp_path, scope="all"), tmp_path / "run", progress=False)  # scope only adds
-    assert len(rows) == len(variants(pipe.transformer))
+    assert len(rows) == len(variants(pipe.transformer, every_block=True))
 
 
 def test_settings_of_a_run_that_failed_before_its_reference_do_not_block_the_corrected_run(tmp_path, sd3_pipe,

@@ -55,7 +55,7 @@ def test_the_run_folder_plans_like_a_full_one(tmp_path, sd3_pipe, capsys):
     before = {k: v.clone() for k, v in sd3_pipe.transformer.state_dict().items()}
     rows = profile_fast(sd3_pipe, fast_config(tmp_path), tmp_path / "run", progress=False)
     assert all(torch.equal(before[k], v) for k, v in sd3_pipe.transformer.state_dict().items())
-    assert [r["variant"] for r in rows] == ["+".join(u.key for u in v) for v in variants(sd3_pipe.transformer)]
+    assert [r["variant"] for r in rows] == ["+".join(u.key for u in v) for v in variants(sd3_pipe.transformer, every_block=True)]
     assert len(rows[0]["per_prompt"]) == 3 and rows[0]["n_prompts"] == 3
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["settings"]["proxy"] == PROXY and saved["settings"]["steps"] == 3

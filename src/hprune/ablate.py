@@ -2,9 +2,10 @@
 
 For each ratio, rows with the same distillation budget:
 `lastk`, `koala`, `bkscore` (their ranking + plain distillation), `hpp`
-(HPP alone, no distillation), `hpp+pwp`, `hpp+pwp+sgdistill`; optionally each
-again with 4-bit weights. Every row is scored on the held-out test split with
-ShapesEval and compared with the teacher:
+(HPP alone, no distillation), `hpp+distill` (HPP's plan, plain distillation:
+what PWP itself adds is `hpp+pwp` against it), `hpp+pwp`, `hpp+pwp+sgdistill`;
+optionally each again with 4-bit weights. Every row is scored on the held-out
+test split with ShapesEval and compared with the teacher:
 degradation = mean relative drop of the semantic and quality scores.
 
 Each (row, distillation seed) is an independent job writing its own JSON file
@@ -39,7 +40,8 @@ from hprune.errors import HpruneError
 from hprune.files import write_atomic, write_json
 from hprune.plan import check_ratio
 
-METHODS = ("lastk", "koala", "bkscore", "hpp", "hpp+pwp", "hpp+pwp+sgdistill")
+# A method is its ranker, then what distillation adds ("+"-separated); `hpp` alone is not distilled.
+METHODS = ("lastk", "koala", "bkscore", "hpp", "hpp+distill", "hpp+pwp", "hpp+pwp+sgdistill")
 BASELINES = ("lastk", "koala", "bkscore")
 OURS = "hpp+pwp"  # the recipe's method; fixed in advance, never picked on test
 DATA_FILE = "distill_data.safetensors"
@@ -201,7 +203,7 @@ def train_row(spec: RowSpec, pipe, run, out: Path, cfg: AblateConfig):
     from hprune.scoring import plan_for_run
     from hprune.surgery import prune_
 
-    ranker = spec.method.split("+")[0]
+    ranker, *extras = spec.method.split("+")
     overrides = {"r_thres": cfg.r_thres} if ranker == "hpp" and cfg.r_thres is not None else {}
     plan = plan_for_run(run, ranker, spec.ratio, **overrides)
     norm_means = _norm_means(run)
@@ -210,7 +212,7 @@ def train_row(spec: RowSpec, pipe, run, out: Path, cfg: AblateConfig):
     plan.save(row_dir / "plan.json")
     if spec.method == "hpp":
         return prune_(copy.deepcopy(pipe.transformer), plan, norm_means), plan
-    dcfg = replace(cfg.distill, pwp="pwp" in spec.method, sgdistill="sgdistill" in spec.method, seed=spec.seed)
+    dcfg = replace(cfg.distill, pwp="pwp" in extras, sgdistill="sgdistill" in extras, seed=spec.seed)
     sensitivity = load_sensitivity(run.path / "contribution.jsonl") if dcfg.sgdistill else None
     student = distill(pipe.transformer, plan, distill_data(pipe, out, cfg), dcfg, row_dir / "student",
                       sensitivity=sensitivity, norm_means=norm_means, resume=True, progress=False)
@@ -330,8 +332,10 @@ def ablate(teacher: str, run_dir: str | Path, out_dir: str | Path, cfg: AblateCo
         results = [run_row(s, teacher, str(run_dir), str(out), c) for s, c in zip(specs, row_cfgs)]
     else:
         with ProcessPoolExecutor(cfg.jobs, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(run_row, s, teacher, str(run_dir), str(out), c) for s, c in zip(specs, row_cfgs)]
-            results = [f.result() for f in futures]
+            # Seed-major submission: a run cut short still has every row at its first seed.
+            order = sorted(range(len(specs)), key=lambda i: cfg.distill_seeds.index(specs[i].seed))
+            futures = {i: pool.submit(run_row, specs[i], teacher, str(run_dir), str(out), row_cfgs[i]) for i in order}
+            results = [futures[i].result() for i in range(len(specs))]
     rows = table_rows(specs, results, out, cfg)
     quants = ["none"] + ([cfg.quant] if cfg.quant else [])
     first = cfg.distill_seeds[0]

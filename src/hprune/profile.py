@@ -3,7 +3,10 @@
 For every variant the calibration set is generated again with the variant's
 units removed (reversible surgery, same prompts, seeds and steps as the
 reference) and scored; `dP = P(reference) - P(removed)` per prompt gives the
-mean drop and its spread. The run directory holds:
+mean drop and its spread. Every block gets a whole-block row, SD3's last one
+too: surgery cannot delete that block, but the analysis only skips it
+(`without`); the row serves SGDistill's sensitivity, and no plan removes it.
+The run directory holds:
 
 - `config.json`      the effective settings, command and versions (a resumed
                      run must match them);
@@ -32,6 +35,7 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,6 +43,7 @@ import numpy as np
 import torch
 
 from hprune.arch import get_adapter
+from hprune.arch.stubs import SkippedBlock
 from hprune.arch.units import NORM_MODES, SCOPES, Unit
 from hprune.errors import HpruneError
 from hprune.files import read_jsonl, write_atomic
@@ -299,9 +304,13 @@ def make_sampler(pipe, config: ProfileConfig, items: list[CalibItem], call_kwarg
 # ----------------------------------------------------------------- variants
 
 
-def variants(model, scope: str = "all", pairs: bool = False) -> list[tuple[Unit, ...]]:
+def variants(model, scope: str = "all", pairs: bool = False, every_block: bool = False) -> list[tuple[Unit, ...]]:
     """Units to remove, one variant each, in forward order: per block the whole
-    block, then each subcomponent, then (with `pairs`) each pair of them."""
+    block, then each subcomponent, then (with `pairs`) each pair of them.
+
+    A block surgery cannot remove whole (`skip_only_blocks`: SD3's last) gets a
+    whole-block variant only with `every_block`, measured by `without`; `hprune
+    profile` and `--fast` ask for it (SGDistill needs every block's dP)."""
     infos = get_adapter(model).units(model)
     by_block: dict[Unit, list[Unit]] = {}
     for info in infos:
@@ -310,7 +319,7 @@ def variants(model, scope: str = "all", pairs: bool = False) -> list[tuple[Unit,
     out = []
     for block, units in by_block.items():
         subs = [u for u in units if not u.is_block]
-        if scope != "subcomponents" and block in units:
+        if scope != "subcomponents" and (block in units or every_block):
             out.append((block,))
         if scope != "blocks":
             out += [(u,) for u in subs]
@@ -321,6 +330,42 @@ def variants(model, scope: str = "all", pairs: bool = False) -> list[tuple[Unit,
 
 def variant_key(units) -> str:
     return "+".join(u.key for u in units)
+
+
+def skip_only_blocks(model) -> set[Unit]:
+    """Whole blocks the analysis can remove but surgery cannot: SD3's last block
+    (context_pre_only), which a saved model could not load without. Their rows
+    are for SGDistill's sensitivity only: units.json does not list them whole,
+    so no plan (hprune.scoring.make_plan) ever removes them."""
+    adapter = get_adapter(model)
+    return {unit for unit, _ in adapter.blocks(model) if not adapter.block_removable(model, unit)}
+
+
+@contextmanager
+def without(model, units, norm_mode: str = "identity", norm_means: dict | None = None):
+    """`hprune.surgery.removed`, and skip-only blocks skipped as surgery skips any block
+    (`SkippedBlock`: the block's inputs pass through, as with diffusers' `skip_layers`).
+    For SD3's last block that is enough: the final norm reads only the hidden states,
+    and nothing reads the context stream after the last block."""
+    skip = skip_only_blocks(model)
+    with removed(model, [u for u in units if u not in skip], norm_mode, norm_means):
+        with skipped(model, [u for u in units if u in skip]):
+            yield model
+
+
+@contextmanager
+def skipped(model, blocks: list[Unit]):
+    """Temporarily swap whole `blocks` for `SkippedBlock`s; the originals go back on exit."""
+    adapter = get_adapter(model)
+    slots = [(adapter.block_list(model, u.kind), u.index) for u in blocks]
+    originals = [lst[i] for lst, i in slots]
+    try:
+        for (lst, i), block in zip(slots, originals):
+            lst[i] = SkippedBlock(bool(getattr(block, "context_pre_only", False)))
+        yield model
+    finally:
+        for (lst, i), block in zip(slots, originals):
+            lst[i] = block
 
 
 # ----------------------------------------------------------------- the table
@@ -544,7 +589,7 @@ def profile(pipe, config: ProfileConfig, out_dir: str | Path, model_name: str = 
             make_reference(out, sampler, metric, items, config.norm_mode, progress)
     state.wait_for_everyone()
     reference, norm_means = load_reference(out)
-    order = variants(model, config.scope, config.pairs)
+    order = variants(model, config.scope, config.pairs, every_block=True)
     done = {row["variant"] for row in read_table(out / TABLE)}
     # Shares by position in the canonical order: they stay disjoint however
     # late each process reads the table.
@@ -570,7 +615,7 @@ def run_variants(out: Path, sampler: Sampler, metric: Metric, todo: list, refere
         for i, units in enumerate(todo):
             bar.set_postfix_str(variant_key(units))
             start = time.perf_counter()
-            with removed(sampler.transformer, list(units), config.norm_mode, norm_means):
+            with without(sampler.transformer, list(units), config.norm_mode, norm_means):
                 images = sampler.images(on_step=bar.update)
             scores = check_scores(metric, metric.score(images, prompts), len(prompts))
             append_row(out / TABLE, drop_row(units, reference, scores, metric, time.perf_counter() - start))

@@ -32,9 +32,9 @@ from hprune.errors import HpruneError
 from hprune.files import read_jsonl
 from hprune.profile import (
     TABLE, BlockSimilarity, CallRecorder, ProfileConfig, append_row, calibration_set, finalize_table, make_sampler,
-    prepare_run, repair_tail, variant_key, variants, write_json,
+    prepare_run, repair_tail, variant_key, variants, without, write_json,
 )
-from hprune.surgery import calibrate_norms, removed
+from hprune.surgery import calibrate_norms
 
 PROXY = "image-rms"
 
@@ -112,7 +112,7 @@ def profile_fast(pipe, config: FastProfileConfig, out_dir: str | Path, model_nam
         reference = data["images"]
     means = out / "norm_means.pt"
     norm_means = torch.load(means) if means.is_file() else None
-    order = variants(model, config.scope, config.pairs)
+    order = variants(model, config.scope, config.pairs, every_block=True)
     done = {row["variant"] for row in read_jsonl(out / TABLE)}
     todo = [v for v in order if variant_key(v) not in done]
     _run_variants(out, sampler, todo, reference, config.norm_mode, norm_means, progress)
@@ -126,7 +126,7 @@ def _run_variants(out, sampler, todo, reference, norm_mode, norm_means, progress
     for units in bar:
         bar.set_postfix_str(variant_key(units))
         start = time.perf_counter()
-        with removed(sampler.transformer, list(units), norm_mode, norm_means):
+        with without(sampler.transformer, list(units), norm_mode, norm_means):
             images = sampler.images()
         append_row(out / TABLE, fast_row(units, images, reference, time.perf_counter() - start))
     bar.close()

@@ -83,6 +83,47 @@ def test_pwp_freezes_blocks_before_the_first_pruned_position():
     assert not student.pos_embed.proj.weight.requires_grad and student.proj_out.weight.requires_grad
 
 
+def _pwp_scales(teacher, units, override=None):
+    plan = get_adapter(teacher).make_plan(teacher, units)
+    student = build_student(teacher, plan)
+    matched = match_blocks(student, teacher, plan)
+    scales = block_scales(matched, pwp_boundary(plan, override), pwp=True, sensitivity=None)
+    return student, matched, scales
+
+
+def test_pwp_trains_a_damaged_early_block_and_freezes_the_intact_ones_before_the_first_removed_block():
+    # "freezes the non-pruned and earlier portions": joint.0 lost its MLP, so it is not non-pruned
+    # and trains; joint.1 and joint.2 are intact and before the first whole block removed (joint.3).
+    teacher = tiny_sd3(num_layers=5)
+    student, matched, scales = _pwp_scales(teacher, ["joint.0.mlp", "joint.3"])
+    assert scales == {"joint.0.block": 1.0, "joint.1.block": 0.0, "joint.2.block": 0.0, "joint.4.block": 1.0}
+    optimizer = torch.optim.SGD(param_groups(student, matched, scales, lr=0.1, pwp=True), lr=0.1)
+    before = copy.deepcopy(student.state_dict())
+    student(**dummy_inputs(student))[0].pow(2).mean().backward()
+    optimizer.step()
+    after = student.state_dict()
+    moved = lambda prefix: any(not torch.equal(after[n], before[n]) for n in before if n.startswith(prefix))
+    assert moved("transformer_blocks.0.") and moved("transformer_blocks.3.")  # student 3 = teacher joint.4
+    assert not moved("transformer_blocks.1.") and not moved("transformer_blocks.2.") and not moved("pos_embed.")
+
+
+def test_pwp_on_a_plan_of_subcomponents_only_trains_just_the_damaged_blocks():
+    teacher = tiny_flux(num_layers=2, num_single_layers=3)
+    _, _, scales = _pwp_scales(teacher, ["joint.1.attn", "single.0.mlp_proj"])
+    assert scales == {"joint.0.block": 0.0, "joint.1.block": 1.0, "single.0.block": 1.0,
+                      "single.1.block": 0.0, "single.2.block": 0.0}
+
+
+def test_pwp_boundary_override_moves_the_boundary_and_a_damaged_block_still_trains():
+    teacher = tiny_sd3(num_layers=5)
+    units = ["joint.0.mlp", "joint.3"]
+    assert _pwp_scales(teacher, units, override=0)[2] == {f"joint.{i}.block": 1.0 for i in (0, 1, 2, 4)}
+    assert _pwp_scales(teacher, units, override=5)[2] == {"joint.0.block": 1.0, "joint.1.block": 0.0,
+                                                          "joint.2.block": 0.0, "joint.4.block": 0.0}
+    assert _pwp_scales(teacher, units, override=2)[2] == {"joint.0.block": 1.0, "joint.1.block": 0.0,
+                                                          "joint.2.block": 1.0, "joint.4.block": 1.0}
+
+
 def test_missing_sensitivity_is_a_clear_error():
     teacher = tiny_sd3(num_layers=4)
     plan = get_adapter(teacher).make_plan(teacher, ["joint.1"])
@@ -187,3 +228,26 @@ def test_sgdistill_never_unfreezes_a_block_that_pwp_froze(granularity):
     assert all(torch.equal(after[n], before[n]) for n in before if n.startswith(("transformer_blocks.0.",
                                                                                  "transformer_blocks.1.")))
     assert any(not torch.equal(after[n], before[n]) for n in before if n.startswith("transformer_blocks.3."))
+
+
+@pytest.mark.parametrize("granularity", ["block", "subcomponent"])
+def test_sgdistill_scales_a_damaged_early_block_and_never_unfreezes_the_intact_one_beside_it(granularity):
+    teacher = tiny_sd3(num_layers=5)
+    plan = get_adapter(teacher).make_plan(teacher, ["joint.0.mlp", "joint.2"])  # PWP freezes joint.1 only
+    student = build_student(teacher, plan)
+    matched = match_blocks(student, teacher, plan)
+    # joint.1 is the least sensitive block of all; of the trainable ones joint.0 is the least, joint.3 the most.
+    sens = _part_sensitivity(teacher, {"joint.1.block": 1e-4, "joint.1.attn": 1e-4, "joint.0.block": 0.05,
+                                       "joint.0.attn": 0.05, "joint.3.block": 0.5, "joint.3.attn": 0.5})
+    scales = block_scales(matched, pwp_boundary(plan, None), pwp=True, sensitivity=sens, granularity=granularity)
+    assert all(v == 0.0 for k, v in scales.items() if k.startswith("joint.1.")), scales
+    assert scales["joint.0.block"] == 1.0 and scales["joint.3.block"] == 0.0
+    if granularity == "subcomponent":
+        assert scales["joint.0.attn"] > 0 and "joint.0.mlp" not in scales
+    optimizer = torch.optim.SGD(param_groups(student, matched, scales, lr=0.1, pwp=True), lr=0.1)
+    before = copy.deepcopy(student.state_dict())
+    student(**dummy_inputs(student))[0].pow(2).mean().backward()
+    optimizer.step()
+    after = student.state_dict()
+    assert all(torch.equal(after[n], before[n]) for n in before if n.startswith("transformer_blocks.1."))
+    assert any(not torch.equal(after[n], before[n]) for n in before if n.startswith("transformer_blocks.0."))

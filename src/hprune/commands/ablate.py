@@ -19,7 +19,9 @@ def add_arguments(parser):
     parser.add_argument("--results", help="write the table rows here as a JSON list (e.g. results/ablation-shapes-sd3.json)")
     parser.add_argument("--ratios", default=",".join(f"{r:g}" for r in table.ratios),
                         help="fractions of parameters removed, one table block each")
-    parser.add_argument("--methods", default=",".join(METHODS), help="rows of each block, comma-separated")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="rows of each block, comma-separated; hpp+distill is HPP's plan distilled without PWP, "
+                             "so that hpp+pwp against it measures PWP itself")
     parser.add_argument("--r-thres", type=_r_thres, default=None,
                         help="hpp rows: whole blocks up to this ratio, subcomponents beyond (default: hprune plan's); "
                              "'val' picks it per ratio on the validation split")

@@ -33,8 +33,8 @@ class DistillConfig:
     kd_weight: float = 1.0
     feat_weight: float = 1e-4
     pwp: bool = False
-    # Surviving blocks before this forward position stay frozen; None = the
-    # first pruned position of the plan.
+    # Intact blocks before this forward position stay frozen (a block that lost a part
+    # trains); None = the position of the plan's first whole removed block.
     pwp_boundary: int | None = None
     sgdistill: bool = False
     sg_scale: str = "inverse"  # one of SG_SCALES

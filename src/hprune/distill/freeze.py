@@ -1,11 +1,24 @@
 """Which student weights train, and how fast: PWP and SGDistill.
 
-PWP freezes the surviving blocks before the first pruned position (and the
-input embedders in front of them). SGDistill scales each trainable block's
-learning rate by its inverse sensitivity 1/dP, min-max normalised so the
-least sensitive block trains at the full rate and the most important one not
-at all. At `subcomponent` granularity each surviving subcomponent of a
-trainable block gets its own scale from its own dP(i, c), the paper's
+PWP "freezes the non-pruned and earlier portions of the model during the
+distillation process" (paper, Sec. 2.2 and Algorithm 1, line 2). HPP removes
+whole blocks first (up to `r_thres`), then subcomponents, so the boundary is
+the first position of a block the plan removes *whole*:
+
+- a block before it that lost nothing is non-pruned and earlier: frozen, and
+  so are the input embedders in front of it;
+- a block before it that lost a subcomponent is no longer non-pruned: it
+  trains, so a damaged early block can adapt to its loss;
+- every block from the boundary on trains.
+
+A plan of subcomponents only has no boundary: every intact block stays
+frozen. `--pwp-boundary` moves the boundary, never the rule for damaged blocks.
+
+SGDistill scales each trainable block's learning rate by its inverse
+sensitivity 1/dP, min-max normalised so the least sensitive block trains at
+the full rate and the most important one not at all; it never unfreezes a
+block PWP froze. At `subcomponent` granularity each surviving subcomponent of
+a trainable block gets its own scale from its own dP(i, c), the paper's
 "intra-block sensitivity": a damaged block can adapt its MLPs while its
 attention stays put. With Adam, scaling gradients would change nothing (Adam divides the
 scale out), so the scale is applied as a per-parameter-group learning rate.
@@ -33,6 +46,7 @@ class MatchedBlock:
     student: nn.Module
     teacher: nn.Module
     parts: dict[str, nn.Module]  # the student block's subcomponents that still hold weights
+    damaged: bool = False  # the plan removed one of its subcomponents
 
     def part_key(self, sub: str) -> str:
         return Unit(self.unit.kind, self.unit.index, sub).key
@@ -51,6 +65,7 @@ def kept_indices(plan, kind: str) -> list[int]:
 def match_blocks(student, teacher, plan) -> list[MatchedBlock]:
     """Student block j of each kind <-> the teacher block it was cut from."""
     adapter = get_adapter(teacher)
+    damaged = {u.block_unit() for u in plan.units if not u.is_block}
     matched = []
     for kind in adapter.block_lists:
         s_blocks, t_blocks = adapter.block_list(student, kind), adapter.block_list(teacher, kind)
@@ -58,14 +73,23 @@ def match_blocks(student, teacher, plan) -> list[MatchedBlock]:
             unit = Unit(kind, original)
             parts = {sub: module for sub, module in adapter.part_modules(s_blocks[j], kind).items()
                      if count_params(module)}
-            matched.append(MatchedBlock(unit, position(unit, plan.arch), s_blocks[j], t_blocks[original], parts))
+            matched.append(MatchedBlock(unit, position(unit, plan.arch), s_blocks[j], t_blocks[original], parts,
+                                        damaged=unit in damaged))
     return matched
 
 
 def pwp_boundary(plan, override: int | None) -> int:
+    """`override`, or the forward position of the first block the plan removes whole
+    (a removed subcomponent does not move it: see `pwp_freezes`)."""
     if override is not None:
         return override
-    return min((position(u, plan.arch) for u in plan.units), default=10**9)
+    return min((position(u, plan.arch) for u in plan.units if u.is_block), default=10**9)
+
+
+def pwp_freezes(m: MatchedBlock, boundary: int) -> bool:
+    """Non-pruned and earlier: before the boundary and intact. A damaged early block
+    trains, or PWP would pin the very block that has to make up for its lost part."""
+    return m.position < boundary and not m.damaged
 
 
 def sgdistill_scales(sensitivity: dict[str, float], kind: str = "inverse") -> dict[str, float]:
@@ -98,7 +122,8 @@ def block_scales(matched, boundary: int, pwp: bool, sensitivity: dict[str, float
                  kind: str = "inverse", granularity: str = "block") -> dict[str, float]:
     """Unit key -> learning-rate scale: every block, and at `subcomponent` granularity also
     every part of a trainable block (a block's own scale then covers only weights in no part)."""
-    trainable = [m for m in matched if not (pwp and m.position < boundary)]
+    # SGDistill scales only what PWP left trainable: it never unfreezes a block PWP froze.
+    trainable = [m for m in matched if not (pwp and pwp_freezes(m, boundary))]
     scales = {m.unit.key: (1.0 if m in trainable else 0.0) for m in matched}
     if sensitivity is not None:
         keys = [m.unit.key for m in trainable]
