@@ -56,3 +56,25 @@ def test_images_without_captions_are_refused_naming_both_conventions(tmp_path):
         check_caption_folder(folder)
     with pytest.raises(HpruneError, match="not a folder"):
         check_caption_folder(tmp_path / "nowhere")
+
+
+def test_cached_data_is_made_once_per_key_and_read_back_from_its_file(tmp_path):
+    import hashlib
+
+    from hprune.distill.data import DistillData
+    from hprune.distill.sources import DATA_FILE, cached_data
+
+    made = []
+
+    def make(n=2):
+        made.append(n)
+        return DistillData(torch.randn(n, 4, 8, 8), torch.randn(n, 3, 32), torch.randn(n, 32))
+
+    first = cached_data(tmp_path / "run", ("shapes:2", 64, 0), make)
+    again = cached_data(tmp_path / "run", ("shapes:2", 64, 0), lambda: pytest.fail("the cache was not reused"))
+    assert made == [2] and torch.equal(first.x0, again.x0)
+    other = cached_data(tmp_path / "run", ("shapes:2", 64, 1), lambda: make(3))  # another seed: another file
+    assert len(other) == 3
+    key = hashlib.sha256(repr(("shapes:2", 64, 0)).encode()).hexdigest()[:12]  # the name `hprune distill` always gave
+    assert (tmp_path / "run" / DATA_FILE.format(key=key)).is_file()
+    assert len(list((tmp_path / "run").glob("distill_data-*.safetensors"))) == 2

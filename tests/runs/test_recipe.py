@@ -12,7 +12,7 @@ def test_every_shipped_recipe_loads_and_round_trips(name, tmp_path):
     path = tmp_path / "effective.toml"
     path.write_text(to_toml(recipe))
     again = load_recipe(str(path))
-    assert again.tables() == recipe.tables()
+    assert again.tables() == recipe.tables() and again.name == recipe.name == name
 
 
 def test_the_default_keeps_the_settings_chosen_on_val():
@@ -32,11 +32,42 @@ def test_set_overrides_in_toml_syntax_or_as_a_bare_string():
     ("distill.pwp=1", "true or false"),
     ("steps=3", "section.key=value"),
     ("distil.steps=3", "did you mean 'distill'"),
-    ("distill.steps=0", "--steps must be at least 1"),
+    ("distill.steps=0", "distill.steps must be at least 1"),
+    ("plan.alpha=nan", "plan.alpha must be a finite number"),
 ])
 def test_bad_overrides_say_what_is_wrong(item, needle):
     with pytest.raises(HpruneError, match=needle):
         load_recipe("shapes-cpu", [item])
+
+
+@pytest.mark.parametrize("item, key", [("distill.steps=0", "distill.steps"),
+                                       ("distill.checkpoint_every=0", "distill.checkpoint_every"),
+                                       ("distill.optimizer='rmsprop'", "distill.optimizer"),
+                                       ("analysis.norm_mode='zero'", "analysis.norm_mode"),
+                                       ("analysis.steps=0", "analysis.steps")])
+def test_errors_of_the_library_configs_name_the_recipe_key_not_the_stage_flag(item, key):
+    with pytest.raises(HpruneError) as err:
+        load_recipe("shapes-cpu", [item])
+    message = str(err.value)
+    assert message.startswith(key) and f"--set {key}=" in message, message
+    assert "--" + key.split(".")[1].replace("_", "-") not in message, message
+
+
+def test_the_stage_commands_keep_their_flags_in_the_same_errors():
+    from hprune.distill.config import DistillConfig
+
+    with pytest.raises(HpruneError, match="^--steps must be at least 1"):
+        DistillConfig(steps=0)
+
+
+def test_an_effective_recipe_keeps_the_name_of_its_source(tmp_path):
+    path = tmp_path / "recipe.toml"  # as a run saves it
+    path.write_text(to_toml(load_recipe("flux.1-dev", ["distill.steps=7"])))
+    again = load_recipe(str(path))
+    assert again.name == "flux.1-dev" and again.distill.steps == 7
+    other = tmp_path / "mine.toml"
+    other.write_text("[distill]\nsteps = 3\n")
+    assert load_recipe(str(other)).name == "mine"
 
 
 def test_a_recipe_file_that_is_not_toml(tmp_path):

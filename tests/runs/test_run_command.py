@@ -122,3 +122,40 @@ def test_status_of_a_folder_that_is_not_a_run(tmp_path, capsys):
 def test_an_unknown_quant_backend(out, capsys):
     _fails(capsys, ["shapes-sd3", "--out", str(out), "--quant", "int3"], "not a backend")
     assert not out.exists()
+
+
+def test_a_library_config_error_names_the_recipe_key(out, capsys):
+    err = _fails(capsys, ["shapes-sd3", "--out", str(out), "--set", "distill.steps=0"],
+                 "distill.steps must be at least 1", "--set distill.steps=")
+    assert "--steps" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["shapes-sd3", "--recipe", "flux.1-schnell"], "made for flux"),
+    (["shapes-sd3", "--ratio", "0.005"], "below plan.tolerance"),
+    (["--quant", "int3"], "not a backend"),
+    (["shapes-sd3", "--set", "data.source=teacher:0"], "positive number"),
+])
+def test_show_recipe_checks_the_recipe_as_a_run_would(args, needle, capsys):
+    _fails(capsys, [*args, "--show-recipe"], needle)
+
+
+def test_show_recipe_of_a_real_pipeline_without_metric_weights(tiny_run_inputs, capsys):
+    pipe, _ = tiny_run_inputs
+    _fails(capsys, [str(pipe), "--show-recipe"], "--set analysis.metric=clip:")
+
+
+@pytest.mark.parametrize("model, alpha", [("shapes-sd3", "0.55"), ("shapes-flux", "0.01")])
+def test_show_recipe_prints_the_family_alpha_of_the_model(model, alpha, capsys):
+    assert main(["run", model, "--show-recipe"]) == 0
+    out = capsys.readouterr().out
+    assert f"[plan]\nalpha = {alpha}\n" in out and "(none)\nr_thres" not in out
+
+
+def test_show_recipe_without_a_model_says_where_alpha_comes_from(capsys):
+    assert main(["run", "--show-recipe"]) == 0
+    assert "plan.alpha: the paper's value for the model's family (sd3 0.55, flux 0.01)" in capsys.readouterr().out
+    flux_on_cpu = ["--recipe", "flux.1-schnell", "--set", "run.device=cpu", "--quant", "none"]
+    assert main(["run", "--show-recipe", *flux_on_cpu]) == 0
+    assert "[plan]\nalpha = 0.01\n" in capsys.readouterr().out  # the recipe names its family

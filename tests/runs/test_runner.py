@@ -1,10 +1,8 @@
 """`hprune run` end to end on a tiny real SD3 pipeline: stages, resume after kill -9, status."""
 
+import functools
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -52,41 +50,97 @@ def test_status_names_every_stage(finished, capsys):
     assert out.count(" done ") == 8
 
 
+def test_show_recipe_prints_what_the_run_saved(finished, tiny_run_inputs, capsys):
+    pipe, recipe = tiny_run_inputs
+    assert main(["run", str(pipe), "--ratio", "0.3", "--recipe", str(recipe), "--show-recipe"]) == 0
+    shown = capsys.readouterr().out
+    assert shown == (finished / "recipe.toml").read_text() and "\nalpha = 0.55\n" in shown
+
+
+def test_a_run_resumed_with_its_saved_recipe_keeps_the_recipe_name(finished, tiny_run_inputs, tmp_path, capsys):
+    pipe, _ = tiny_run_inputs
+    assert _run(pipe, finished / "recipe.toml", finished) == 0
+    assert "(recipe tiny, " in capsys.readouterr().out
+    out = tmp_path / "again"  # a new folder from the saved recipe: run.json names the source recipe too
+    assert _run(pipe, finished / "recipe.toml", out, "--set", "analysis.metric=clip:/nowhere") == 1
+    assert json.loads((out / "run.json").read_text())["recipe"] == "tiny"
+
+
+def test_status_counts_what_a_stopped_stage_finished(finished, tmp_path, capsys):
+    import shutil
+
+    def status_of(stage):
+        assert main(["run", "--status", str(out)]) == 0
+        return next(line for line in capsys.readouterr().out.splitlines() if line.startswith(f"  {stage} "))
+
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    for stage in ("report", "evaluate"):
+        (out / "stages" / f"{stage}.json").unlink()
+    (out / "samples" / "distilled" / "scores.json").unlink()
+    assert "2 of 3 variants scored (4 of 6 images)" in status_of("evaluate")
+    (out / "stages" / "generate.json").unlink()
+    shutil.rmtree(out / "samples" / "distilled")
+    assert "2 of 3 variants drawn (4 of 6 images)" in status_of("generate")
+    for stage in ("quantize", "distill"):
+        (out / "stages" / f"{stage}.json").unlink()
+    log = out / "distill" / "loss.csv"
+    log.write_text("".join(log.read_text().splitlines(keepends=True)[:3]))  # the header and steps 0, 1
+    assert "2 of 4 steps trained, checkpoint at step 2" in status_of("distill")
+
+
 def test_a_changed_setting_is_refused_naming_it(finished, tiny_run_inputs, capsys):
     assert _run(*tiny_run_inputs, finished, "--set", "distill.steps=5") == 1
     err = capsys.readouterr().err
     assert "distill.steps = 4 -> distill.steps = 5" in err and err.count("\n") == 1
 
 
-def _kill_when(cmd, ready, timeout=300):
-    """Start `cmd`, SIGKILL it as soon as `ready()` is true; returns whether it was killed mid-run."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+def _args(pipe, recipe, out):
+    return ["run", pipe, "--ratio", "0.3", "--recipe", recipe, "--out", out, "--no-progress"]
+
+
+def _kill_when(process, ready, timeout=300):
+    """SIGKILL the started `process` as soon as `ready()` is true; returns whether it was killed mid-run."""
     deadline = time.time() + timeout
-    while proc.poll() is None and time.time() < deadline:
+    while process.is_alive() and time.time() < deadline:
         if ready():
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            process.kill()
+            process.join()
             return True
         time.sleep(0.05)
-    proc.wait()
+    process.join()
     return False
 
 
+# Files that show a stage is under way: a kill then lands inside it (the analysis resumes by
+# variant, the distillation from its checkpoint, the generation by variant).
+INSIDE = {"analysis": lambda out: (out / "analysis" / "contribution.jsonl").is_file(),
+          "distill": lambda out: (out / "distill" / "checkpoints").is_dir(),
+          "generate": lambda out: (out / "samples" / "teacher").is_dir()}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("point", ["analysis", "distill", "generate"])
-def test_kill_9_then_resume_gives_the_same_numbers(point, finished, tiny_run_inputs, tmp_path):
+def test_kill_9_in_and_after_every_stage_then_resume_gives_the_same_numbers(finished, tiny_run_inputs, tmp_path,
+                                                                           start_run):
+    """One process after another on one folder, each resuming what the last left: killed inside the
+    stages that resume part-way, and after every stage's output is written but before its marker
+    (HPRUNE_TEST_KILL_AT). A last run finishes it with the uninterrupted run's numbers."""
+    from hprune.runs.layout import STAGES
+    from hprune.runs.runner import KILL_AT
+
     pipe, recipe = tiny_run_inputs
     out = tmp_path / "run"
-    ready = {"analysis": lambda: (out / "analysis" / "contribution.jsonl").is_file(),
-             "distill": lambda: (out / "distill" / "checkpoints").is_dir(),
-             "generate": lambda: (out / "samples" / "teacher").is_dir()}[point]
-    cmd = [sys.executable, "-m", "hprune", "run", str(pipe), "--ratio", "0.3", "--recipe", str(recipe),
-           "--out", str(out), "--no-progress"]
-    assert _kill_when(cmd, ready), f"the run finished before reaching {point}"
-    assert not (out / "stages" / "report.json").exists()
+    for stage in STAGES:
+        if stage in INSIDE:
+            killed = _kill_when(start_run(_args(pipe, recipe, out)), functools.partial(INSIDE[stage], out))
+            assert killed, f"the run finished before it was inside {stage}"
+        process = start_run(_args(pipe, recipe, out), {KILL_AT: f"{stage}:end"})
+        process.join(300)
+        assert process.exitcode == -signal.SIGKILL, (stage, process.exitcode)
+        assert not (out / "stages" / f"{stage}.json").exists(), stage
     assert _run(pipe, recipe, out) == 0
-    got, want = (json.loads((d / "scores.json").read_text()) for d in (out, finished))
-    assert got == want
+    for made in ("scores.json", "plan/plan.json", "memory.json"):
+        assert json.loads((out / made).read_text()) == json.loads((finished / made).read_text()), made
 
 
 def test_a_whole_block_run_loads_with_plain_diffusers(tiny_run_inputs, tmp_path):

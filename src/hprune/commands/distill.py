@@ -18,7 +18,15 @@ from hprune.plan import Plan
 if TYPE_CHECKING:
     from hprune.distill.data import DistillData
 
-DATA_FILE = "distill_data-{key}.safetensors"  # in the run folder, keyed by what made it
+
+def __getattr__(name: str):
+    """DATA_FILE (the data cache's name) lives in hprune.distill.sources, which loads torch:
+    read it from there on use, so `hprune distill --help` stays light."""
+    if name == "DATA_FILE":
+        from hprune.distill.sources import DATA_FILE
+
+        return DATA_FILE
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def add_arguments(parser):
@@ -34,7 +42,7 @@ def add_arguments(parser):
                         help="N random latents and text embeddings of the model's shapes (at --resolution), "
                              "to measure speed and memory without data")
     parser.add_argument("--resolution", type=int, default=1024, help="image size for an image-folder dataset")
-    parser.add_argument("--pwp", action="store_true", help="freeze surviving blocks before the first pruned one")
+    parser.add_argument("--pwp", action="store_true", help="freeze intact blocks before the first removed whole block (a block that lost a part trains)")
     parser.add_argument("--pwp-boundary", type=int, help="freeze surviving blocks before this forward position")
     parser.add_argument("--sgdistill", action="store_true", help="per-block learning rate 1/dP (needs --sensitivity)")
     parser.add_argument("--sg-scale", default=DistillConfig.sg_scale, choices=SG_SCALES, help=SG_SCALE_HELP)
@@ -66,40 +74,35 @@ def _precision(text: str) -> str:
     return "bf16" if torch.cuda.is_available() else "no"
 
 
-def build_data(spec: str, pipe, out: Path, resolution: int, seed: int) -> DistillData:
+def build_data(spec: str, pipe, out: Path, resolution: int, seed: int, progress: bool = True) -> DistillData:
     """The distillation data of `spec`, cached in the run folder under a name keyed by
     (spec, resolution, seed), so a changed setting never reuses a stale cache."""
-    import hashlib
-
     from hprune.distill.data import DistillData
+    from hprune.distill.sources import cached_data
 
     if spec.endswith(".safetensors"):
         return DistillData.load(spec)
-    key = hashlib.sha256(repr((spec, resolution, seed)).encode()).hexdigest()[:12]
-    cache = out / DATA_FILE.format(key=key)
-    if cache.is_file():
-        return DistillData.load(cache)
-    if spec.startswith("shapes"):
-        from hprune.distill.sources import shapes_data
+    return cached_data(out, (spec, resolution, seed), lambda: _make_data(spec, pipe, resolution, seed, progress))
 
-        if not hasattr(pipe.text_encoder, "encode"):
-            raise HpruneError("--data shapes:N works only with the shapes teachers; for a diffusers pipeline pass "
-                              "--data IMAGE_FOLDER (images with a .txt caption beside each).")
-        n = int(spec.split(":", 1)[1]) if ":" in spec else 4096
-        data = shapes_data(pipe, n, seed=seed, progress=True)
-    else:
-        from hprune.distill.sources import folder_data
 
-        data = folder_data(pipe, spec, resolution, progress=True)
-    out.mkdir(parents=True, exist_ok=True)
-    data.save(cache)
-    return DistillData.load(cache)  # train on what a resume will read, never on what made it
+def _make_data(spec: str, pipe, resolution: int, seed: int, progress: bool) -> DistillData:
+    from hprune.distill.sources import folder_data, shapes_data
+
+    if not spec.startswith("shapes"):
+        return folder_data(pipe, spec, resolution, progress=progress)
+    if not hasattr(pipe.text_encoder, "encode"):
+        raise HpruneError("--data shapes:N works only with the shapes teachers; for a diffusers pipeline pass "
+                          "--data IMAGE_FOLDER (images with a .txt caption beside each).")
+    n = int(spec.split(":", 1)[1]) if ":" in spec else 4096
+    return shapes_data(pipe, n, seed=seed, progress=progress)
 
 
 @contextmanager
 def _removed_if_refused(out: Path):
     """A run refused by its settings (HpruneError: e.g. PWP froze every weight) leaves
     no data cache, nor the --out folder it created, behind."""
+    from hprune.distill.sources import DATA_FILE
+
     existed = out.exists()
     before = set(out.glob(DATA_FILE.format(key="*"))) if existed else set()
     try:

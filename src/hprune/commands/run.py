@@ -3,7 +3,8 @@
 The whole job: analysis -> plan (HPP) -> prune -> distill (PWP) -> quantize ->
 generate -> evaluate -> report. Re-run the same command to resume a run that
 was stopped; `hprune run --status RUN_DIR` shows where it is;
-`hprune run --show-recipe [NAME]` prints every setting of a recipe.
+`hprune run [MODEL] --show-recipe [--recipe NAME]` checks a recipe as a run would and prints every
+setting the run would use.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one recipe setting, e.g. --set distill.steps=400 (repeatable)")
     parser.add_argument("--status", metavar="RUN_DIR", help="print the state of each stage of a run folder and exit")
-    parser.add_argument("--show-recipe", action="store_true", help="print the effective recipe (every setting) and exit")
+    parser.add_argument("--show-recipe", action="store_true",
+                        help="check the recipe as a run would, print every setting it would use, and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (summary lines only)")
 
 
 def run(args) -> int:
-    from hprune.runs.recipe import load_recipe, to_toml, with_changes
+    from hprune.runs.recipe import load_recipe, with_changes
 
     if args.status:
         from hprune.runs.runner import status
@@ -43,7 +45,7 @@ def run(args) -> int:
     if args.quant is not None:
         recipe = with_changes(recipe, "quantize", backend=args.quant)
     if args.show_recipe:
-        print(to_toml(recipe), end="")
+        print(_shown_recipe(args, recipe), end="")
         return 0
     ctx = prepare(args, recipe)
     if args.no_progress:
@@ -59,24 +61,58 @@ def run(args) -> int:
 
 def prepare(args, recipe):
     """Every check that can fail before anything is written; returns the run's context."""
-    from hprune.plan import check_ratio
     from hprune.runs.context import RunContext
     from hprune.runs.layout import RunLayout
 
     if not args.model:
         raise HpruneError("name a MODEL: hprune run shapes-sd3 --ratio 0.2 (or a diffusers pipeline folder).")
     model = _check_model(args.model)
+    ratio, recipe, device = _checked(args, recipe, model)
+    out = Path(args.out) if args.out else Path("runs") / f"{Path(model).name}-{ratio:g}"
+    return RunContext(model=model, ratio=ratio, recipe=recipe, layout=RunLayout(out), device=device,
+                      progress=not args.no_progress)
+
+
+def _checked(args, recipe, model: str | None = None):
+    """(ratio, effective recipe, device) after the run's checks of them; without a model, the
+    checks that do not depend on it (--show-recipe without MODEL)."""
+    from hprune.plan import check_ratio
+    from hprune.runs.runner import model_family
+
     ratio = check_ratio(args.ratio, "--ratio")
     if recipe.plan.tolerance >= ratio:
         raise HpruneError(f"--ratio {ratio:g} is below plan.tolerance {recipe.plan.tolerance:g}; pass a larger "
                           "--ratio or --set plan.tolerance to less than it.")
-    _check_family(model, recipe)
-    recipe = _check_inputs(model, recipe)
+    family = recipe.run.family
+    if model is not None:
+        _check_family(model, recipe)
+        recipe, family = _check_inputs(model, recipe), model_family(model)
     device = _device(recipe.run.device)
-    out = Path(args.out) if args.out else Path("runs") / f"{Path(model).name}-{ratio:g}"
     _check_quant(recipe.quantize.backend, device)
-    return RunContext(model=model, ratio=ratio, recipe=recipe, layout=RunLayout(out), device=device,
-                      progress=not args.no_progress)
+    return ratio, _with_paper_alpha(recipe, family), device
+
+
+def _with_paper_alpha(recipe, family: str | None):
+    """plan.alpha unset: the paper's value for the family, written into the effective recipe."""
+    from hprune.runs.recipe import with_changes
+    from hprune.scoring import PAPER_ALPHA
+
+    if recipe.plan.alpha is not None or family not in PAPER_ALPHA:
+        return recipe
+    return with_changes(recipe, "plan", alpha=PAPER_ALPHA[family])
+
+
+def _shown_recipe(args, recipe) -> str:
+    """--show-recipe: the recipe a run would use, checked as the run checks it."""
+    from hprune.runs.recipe import to_toml
+    from hprune.scoring import PAPER_ALPHA
+
+    recipe = prepare(args, recipe).recipe if args.model else _checked(args, recipe)[1]
+    if recipe.plan.alpha is not None:
+        return to_toml(recipe)
+    paper = ", ".join(f"{family} {alpha:g}" for family, alpha in PAPER_ALPHA.items())
+    note = f"# plan.alpha: the paper's value for the model's family ({paper}); name a MODEL to see it.\n"
+    return note + to_toml(recipe)
 
 
 def _check_model(model: str) -> str:
@@ -156,7 +192,10 @@ def _check_quant(backend: str, device: str) -> None:
 
     import torch
 
-    get_backend(backend).check(device=torch.device(device))
+    try:
+        get_backend(backend).check(device=torch.device(device))
+    except HpruneError as err:  # its fix names `hprune quantize --backend`; here that is --quant
+        raise HpruneError(str(err).replace("--backend", "--quant (quantize.backend)")) from None
 
 
 def _quiet_libraries() -> None:

@@ -3,6 +3,8 @@ captions, or a cache file written earlier. Built once, cached as safetensors."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,20 @@ from hprune.distill.data import DistillData
 from hprune.errors import HpruneError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+DATA_FILE = "distill_data-{key}.safetensors"  # in the run folder, keyed by what made it
+
+
+def cached_data(folder: Path, key: tuple, make: Callable[[], DistillData]) -> DistillData:
+    """`make()`'s data, made once and saved in `folder` under a name hashed from `key` (every
+    setting that shapes the data), so a changed setting never reuses a stale cache. Always read
+    back from the file: a resumed run trains on the same bytes as the run that made them."""
+    name = DATA_FILE.format(key=hashlib.sha256(repr(key).encode()).hexdigest()[:12])
+    cache = Path(folder) / name
+    if not cache.is_file():
+        data = make()
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        data.save(cache)
+    return DistillData.load(cache)
 
 
 @torch.no_grad()

@@ -12,7 +12,8 @@
       quantize/model/        the 4-bit model (only with a quant backend)
       model/                 the compressed model: a copy of the last stage's model folder
       samples/<variant>/     a `hprune generate` folder per variant (generations.jsonl, NNNNN.png,
-                             generation.json) and its eval.json (`hprune eval`'s format)
+                             generation.json, model.json) and scores.json (its entry of SCORES below,
+                             without degradation; written by the evaluate stage, which resumes by variant)
       scores.json            SCORES below
       memory.json            MEMORY below
       report.html            one self-contained page (images embedded), and report.md its Markdown twin

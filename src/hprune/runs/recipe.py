@@ -13,14 +13,18 @@ defaults are the library's (declared once, in that dataclass):
 
 A named recipe (`src/hprune/runs/recipes/NAME.toml`, or any TOML file) sets
 only what differs from those defaults; `--set section.key=value` overrides it;
-the effective recipe, every key written out, is saved as RUN_DIR/recipe.toml.
-Keys whose default is "none" (e.g. `plan.alpha`: the paper's value for the
-family) are written as comments. Python 3.11's `tomllib` reads the files.
+the effective recipe, every key written out, is saved as RUN_DIR/recipe.toml
+with its source's name in a top-level `name` key (so passing it back keeps the
+name). Keys whose value is "none" are written as comments; `hprune run` fills
+`plan.alpha` with the paper's value for the model's family before it saves the
+recipe. Python 3.11's `tomllib` reads the files.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
+import re
 import tomllib
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -40,6 +44,8 @@ class PlanSettings:
     tolerance: float = 0.01  # the removed share lands in [ratio, ratio + tolerance] (matched sizes)
 
     def __post_init__(self):
+        if self.alpha is not None and not math.isfinite(self.alpha):
+            raise HpruneError(f"plan.alpha must be a finite number (e.g. 0.55), got {self.alpha}.")
         if not 0 < self.r_thres < 1:
             raise HpruneError(f"plan.r_thres must be between 0 and 1 (e.g. 0.25), got {self.r_thres}.")
         if not 0 <= self.tolerance < 1:
@@ -127,12 +133,22 @@ def load_recipe(name_or_file: str | None = None, sets: list[str] = ()) -> Recipe
     """The recipe `name_or_file` (a shipped name or a TOML path; None: DEFAULT_RECIPE) with
     `sets` ("section.key=value", value in TOML syntax or a bare string) applied.
     Raises HpruneError naming an unknown recipe, table or key (with the closest key)."""
-    name = name_or_file or DEFAULT_RECIPE
-    values = _read(_recipe_path(name))
+    path = _recipe_path(name_or_file or DEFAULT_RECIPE)
+    values = _read(path)
+    name = _take_name(values, path)
     for item in sets:
         section, key, value = _parse_set(item)
         values.setdefault(section, {})[key] = value
-    return _build(Path(name).stem, values)
+    return _build(name, values)
+
+
+def _take_name(values: dict, path: Path) -> str:
+    """The file's own `name` key (an effective recipe.toml keeps its source recipe's name), else
+    its file name (flux.1-dev.toml: flux.1-dev)."""
+    name = values.pop("name", path.name.removesuffix(".toml"))
+    if not isinstance(name, str) or not name:
+        raise HpruneError(f'recipe {path}: name must be a non-empty string, e.g. name = "shapes-cpu".')
+    return name
 
 
 def _recipe_path(name: str) -> Path:
@@ -185,7 +201,32 @@ def _section(section: str, cls: type, table: dict):
             raise HpruneError(f"recipe key '{section}.{key}' does not exist"
                               f"{_closest(key, known, prefix=section + '.')}.")
         _check_type(f"{section}.{key}", value, getattr(cls, key, None))
-    return cls(**table)
+    try:
+        return cls(**table)
+    except HpruneError as err:  # the library's config classes name the stage commands' flags
+        raise HpruneError(_as_recipe_keys(str(err), section, known)) from None
+
+
+_FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9-]*)")
+
+
+def _as_recipe_keys(message: str, section: str, keys) -> str:
+    """`message` with each flag of a key of `section` (--batch-size) named as the recipe key
+    (distill.batch_size), and how to set that key."""
+    named = []
+
+    def as_key(match: re.Match) -> str:
+        key = match.group(1).replace("-", "_")
+        if key not in keys:
+            return match.group(0)
+        named.append(f"{section}.{key}")
+        return named[-1]
+
+    text = _FLAG.sub(as_key, message)
+    if not named:
+        return text
+    them = "it" if len(set(named)) == 1 else "them"
+    return f"{text.rstrip('.')}; set {them} in the recipe or with --set {named[0]}=VALUE."
 
 
 def _check_type(key: str, value, default) -> None:
@@ -210,7 +251,8 @@ def with_changes(recipe: Recipe, section: str, **changes) -> Recipe:
 def to_toml(recipe: Recipe) -> str:
     """Every setting, one table per stage; None values as comments (TOML has no null)."""
     lines = [f"# hprune recipe '{recipe.name}': the effective settings of this run.",
-             "# Re-run with `hprune run MODEL --recipe THIS_FILE`; see docs/run.md for each key."]
+             "# Re-run with `hprune run MODEL --recipe THIS_FILE`; see docs/run.md for each key.",
+             f"name = {_toml_value(recipe.name)}"]
     for section, table in recipe.tables().items():
         lines += ["", f"[{section}]"]
         for key, value in table.items():

@@ -3,25 +3,30 @@
 A stage is done when its marker (stages/<stage>.json) exists and its output is
 there; a run killed at any point re-runs the stage it was in, and the tools
 behind the stages resume (the analysis by variant, distillation from its last
-checkpoint, generation by variant), so the final numbers equal an uninterrupted
-run's. run.json and recipe.toml pin what the folder holds: resuming with
-another model, ratio or recipe is refused, naming the difference.
+checkpoint, generation and evaluation by variant), so the final numbers equal
+an uninterrupted run's. run.json and recipe.toml pin what the folder holds:
+resuming with another model, ratio or recipe is refused, naming the difference.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
 import sys
 import time
+import tomllib
 from datetime import datetime, timezone
 from pathlib import Path
 
 from hprune.errors import HpruneError
 from hprune.files import write_atomic, write_json
 from hprune.runs.context import RunContext
-from hprune.runs.layout import STAGES, RunLayout
+from hprune.runs.layout import STAGES, VARIANTS, RunLayout
 from hprune.runs.recipe import to_toml
+
+KILL_AT = "HPRUNE_TEST_KILL_AT"  # tests only: see _test_kill_point
 
 # What each finished stage must have left; a marker without it means the folder was changed.
 OUTPUTS = {
@@ -61,11 +66,20 @@ def start(ctx: RunContext) -> None:
 def _check_same(layout: RunLayout, info: dict, recipe_text: str) -> None:
     saved = json.loads(layout.info.read_text())
     differ = [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in info.items() if k != "recipe" and saved.get(k) != v]
-    old = layout.recipe.read_text() if layout.recipe.is_file() else ""
+    old = _paper_alpha_written(layout.recipe.read_text() if layout.recipe.is_file() else "", saved.get("family"))
     differ += [f"{a.strip()} -> {b.strip()}" for a, b in _changed_lines(old, recipe_text)]
     if differ:
         raise HpruneError(f"{layout.root} holds a run with other settings ({'; '.join(differ)}); resume it with the "
                           "same command, or pass a new --out folder.")
+
+
+def _paper_alpha_written(text: str, family: str | None) -> str:
+    """A recipe.toml saved before runs wrote the family's alpha out ('# alpha = (none)'), as it is saved now."""
+    from hprune.scoring import PAPER_ALPHA
+
+    if family not in PAPER_ALPHA:
+        return text
+    return text.replace("[plan]\n# alpha = (none)\n", f"[plan]\nalpha = {PAPER_ALPHA[family]!r}\n")
 
 
 def _changed_lines(old: str, new: str) -> list[tuple[str, str]]:
@@ -99,12 +113,21 @@ def run_stages(ctx: RunContext, stages=STAGES, echo=print) -> None:
         from hprune.runs.stages import STAGE_FUNCTIONS
 
         began = time.perf_counter()
+        _test_kill_point(stage, "start")
         summary = STAGE_FUNCTIONS[stage](ctx)
+        _test_kill_point(stage, "end")  # the stage's output is written, its marker not yet
         seconds = round(time.perf_counter() - began, 2)
         ctx.layout.stage_marker(stage).parent.mkdir(exist_ok=True)
         write_json(ctx.layout.stage_marker(stage), {"stage": stage, "summary": summary, "seconds": seconds,
                                                     "finished": _now()}, indent=2)
         echo(f"{prefix}: {summary} ({seconds:.0f} s)")
+
+
+def _test_kill_point(stage: str, point: str) -> None:
+    """Tests only: with HPRUNE_TEST_KILL_AT=STAGE:POINT (POINT start or end) the process SIGKILLs
+    itself there, as `kill -9` would (tests/runs kill a run after every stage and resume it)."""
+    if os.environ.get(KILL_AT) == f"{stage}:{point}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _marker(layout: RunLayout, stage: str) -> dict:
@@ -118,17 +141,73 @@ def status(root: str | Path) -> str:
         raise HpruneError(f"{root} is not an `hprune run` folder (no run.json); pass the --out folder of a run.")
     info = json.loads(layout.info.read_text())
     lines = [f"run of {info['model']} at ratio {info['ratio']:g} (recipe {info['recipe']}, quant {info['quant']})"]
+    current = True  # the first stage not done: the one running, or where the run stopped
     for stage in STAGES:
         if is_done(layout, stage):
             marker = _marker(layout, stage)
             lines.append(f"  {stage:<9} done     {marker['summary']} ({marker['seconds']:.0f} s)")
-        else:
-            lines.append(f"  {stage:<9} {'started' if _started(layout, stage) else 'pending'}")
+            continue
+        started = current or _started(layout, stage)
+        current = False
+        lines.append(f"  {stage:<9} {_progress(layout, stage) if started else 'pending'}")
     return "\n".join(lines)
 
 
 def _started(layout: RunLayout, stage: str) -> bool:
     return OUTPUTS[stage](layout).exists() or (stage == "distill" and (layout.distill / "checkpoints").exists())
+
+
+def _progress(layout: RunLayout, stage: str) -> str:
+    """'started', and how far where the stage's files tell it."""
+    counts = {"analysis": _analysis_progress, "distill": _distill_progress, "generate": _generate_progress,
+              "evaluate": _evaluate_progress}.get(stage)
+    detail = counts(layout) if counts else ""
+    return f"started  {detail}" if detail else "started"
+
+
+def _analysis_progress(layout: RunLayout) -> str:
+    from hprune.files import read_jsonl
+
+    return f"{len(read_jsonl(OUTPUTS['analysis'](layout)))} variants scored so far"
+
+
+def _distill_progress(layout: RunLayout) -> str:
+    """The last logged step (loss.csv) and the checkpoint a resume starts from, of the recipe's steps."""
+    from hprune.distill.checkpoint import latest_checkpoint
+    from hprune.distill.loop import LOSS_CSV
+
+    steps = tomllib.loads(layout.recipe.read_text()).get("distill", {}).get("steps", "?")
+    log = layout.distill / LOSS_CSV
+    rows = log.read_text().splitlines()[1:] if log.is_file() else []
+    ckpt = latest_checkpoint(layout.distill / "checkpoints")
+    text = f"{int(rows[-1].split(',')[0]) + 1 if rows else 0} of {steps} steps trained"
+    if ckpt is not None:
+        text += f", checkpoint at step {json.loads((ckpt / 'state.json').read_text())['step']}"
+    return text
+
+
+def _generate_progress(layout: RunLayout) -> str:
+    """Variants drawn of the variants the earlier stages made; images so far (a variant is written whole)."""
+    from hprune.runs.samples import MODEL_INFO
+
+    made = {"teacher": True, "pruned": layout.pruned.is_dir(), "distilled": layout.distilled.is_dir(),
+            "quantized": layout.quantized.is_dir()}
+    wanted = [v for v in VARIANTS if made[v]]
+    drawn = [v for v in wanted if (layout.samples(v) / MODEL_INFO).is_file()]
+    images = [len(list(layout.samples(v).glob("*.png"))) for v in drawn]
+    total = f" of {images[0] * len(wanted)}" if images else ""  # every variant draws the same prompts
+    return f"{len(drawn)} of {len(wanted)} variants drawn ({sum(images)}{total} images)"
+
+
+def _evaluate_progress(layout: RunLayout) -> str:
+    from hprune.runs.samples import MODEL_INFO
+    from hprune.runs.scores import VARIANT_SCORES
+
+    drawn = [v for v in VARIANTS if (layout.samples(v) / MODEL_INFO).is_file()]
+    scored = [json.loads((layout.samples(v) / VARIANT_SCORES).read_text()) for v in drawn
+              if (layout.samples(v) / VARIANT_SCORES).is_file()]
+    images = sum(len(list(layout.samples(v).glob("*.png"))) for v in drawn)
+    return f"{len(scored)} of {len(drawn)} variants scored ({sum(v['n'] for v in scored)} of {images} images)"
 
 
 def _family(ctx: RunContext) -> str:

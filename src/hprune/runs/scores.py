@@ -20,6 +20,8 @@ from hprune.runs.context import RunContext
 from hprune.runs.layout import VARIANT_STAGE, VARIANTS
 from hprune.runs.samples import MODEL_INFO
 
+VARIANT_SCORES = "scores.json"  # in samples/<variant>/: its entry of the run's scores.json, before degradation
+
 
 def write_scores(ctx: RunContext) -> dict:
     from hprune.metrics import get_metric
@@ -31,7 +33,7 @@ def write_scores(ctx: RunContext) -> dict:
     for name in VARIANTS:
         folder = ctx.layout.samples(name)
         if (folder / MODEL_INFO).is_file():
-            variants.append(_score_variant(name, folder, metric, ctx.is_shapes))
+            variants.append(_scored(name, folder, metric, ctx.is_shapes))
     teacher = variants[0]
     for entry in variants:
         entry["degradation"] = None if entry is teacher else _degradation(teacher, entry, drop_keys)
@@ -39,6 +41,17 @@ def write_scores(ctx: RunContext) -> dict:
               "n": teacher["n"], "variants": variants}
     write_json(ctx.layout.scores, scores, indent=2)
     return scores
+
+
+def _scored(name: str, folder: Path, metric, shapes: bool) -> dict:
+    """A variant's entry, scored once and kept beside its samples: a stopped evaluation resumes
+    by variant, and `hprune run --status` counts the variants scored."""
+    path = folder / VARIANT_SCORES
+    if path.is_file():
+        return json.loads(path.read_text())
+    entry = _score_variant(name, folder, metric, shapes)
+    write_json(path, entry, indent=2)
+    return json.loads(path.read_text())  # as a resume reads it, so both give the same scores.json
 
 
 def _score_variant(name: str, folder: Path, metric, shapes: bool) -> dict:

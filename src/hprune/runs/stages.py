@@ -69,27 +69,21 @@ def _distill_config(ctx: RunContext):
 
 def _data(ctx: RunContext):
     """The distillation data, built once and cached in the distill folder (keyed by what made it)."""
-    import hashlib
+    from hprune.commands.distill import build_data
+    from hprune.distill.sources import cached_data, teacher_data
 
-    from hprune.distill.data import DistillData
-
-    from hprune.commands.distill import DATA_FILE, build_data
-
-    spec, settings = ctx.recipe.data.source, ctx.recipe.data
+    spec, settings, seed = ctx.recipe.data.source, ctx.recipe.data, ctx.recipe.distill.seed
     if not spec.startswith("teacher"):
-        return build_data(spec, ctx.pipe(), ctx.layout.distill, settings.resolution, ctx.recipe.distill.seed)
+        return build_data(spec, ctx.pipe(), ctx.layout.distill, settings.resolution, seed, progress=ctx.progress)
     n = int(spec.split(":", 1)[1]) if ":" in spec else 256
     prompts = _calibration_prompts(ctx, n)
     size = None if ctx.is_shapes else settings.resolution
-    key = hashlib.sha256(repr((spec, size, ctx.recipe.distill.seed, prompts)).encode()).hexdigest()[:12]
-    cache = ctx.layout.distill / DATA_FILE.format(key=key)  # the name `hprune distill` gives its caches
-    if not cache.is_file():
-        from hprune.distill.sources import teacher_data
 
-        ctx.layout.distill.mkdir(parents=True, exist_ok=True)
-        teacher_data(ctx.pipe(), prompts, seed=ctx.recipe.distill.seed + 10_000, steps=ctx.recipe.analysis.steps,
-                     size=size, batch_size=ctx.recipe.evaluate.batch_size, progress=ctx.progress).save(cache)
-    return DistillData.load(cache)  # always from the file, so a resumed run trains on the same bytes
+    def make():
+        return teacher_data(ctx.pipe(), prompts, seed=seed + 10_000, steps=ctx.recipe.analysis.steps, size=size,
+                            batch_size=ctx.recipe.evaluate.batch_size, progress=ctx.progress)
+
+    return cached_data(ctx.layout.distill, (spec, size, seed, prompts), make)
 
 
 def _calibration_prompts(ctx: RunContext, n: int) -> list[str]:
@@ -122,9 +116,26 @@ def quantize(ctx: RunContext) -> str:
         final, summary = ctx.layout.quantized, f"{backend}: {_describe_quant(result)}"
     model = ctx.load_model(final)
     if backend == "none":  # trained in float32 maybe; shipped in the teacher's own dtype
-        model.to(_teacher_dtype(ctx))
+        cast_(model, _teacher_dtype(ctx))
     save(model, ctx.layout.model, source=ctx.model, overwrite=True)
     return f"{summary}; the compressed model is {ctx.layout.model}"
+
+
+def cast_(model, dtype) -> None:
+    """model.to(dtype), without diffusers' "modules ... should be kept in float32: []" warning where
+    the model keeps no module in float32: diffusers (0.42) warns on every cast, even then."""
+    import logging
+
+    if getattr(model, "_keep_in_fp32_modules", None):  # a real warning: let it through
+        model.to(dtype)
+        return
+    logger = logging.getLogger("diffusers.models.modeling_utils")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        model.to(dtype)
+    finally:
+        logger.setLevel(level)
 
 
 def _teacher_dtype(ctx: RunContext):
