@@ -6,14 +6,18 @@
 #   two GPUs (kind nvidia-h200-x2):  bash scripts/scale_device.sh two
 #   the whole student (no PWP), if time remains: bash scripts/scale_device.sh whole-one | whole-two
 #   FLUX.1 schnell (4,096 + 512 tokens, a late-blocks 20% plan), one GPU: bash scripts/scale_device.sh flux-one
-# Carry .whl (the diffusers wheel; a bitsandbytes wheel there adds the --optimizer adamw8bit row).
+# Issue 19, items 2-3: generation throughput of SD3.5 Large and FLUX.1 schnell (1024x1024, 4 steps, batch
+# 1-8, eager and compiled, the fastest attention backend, VAE decode) and the projected GPU-hours of the
+# paper's contribution analysis and of `hprune profile --fast` (scripts/scale_generate.py), one GPU:
+#   bash scripts/scale_device.sh generate   (GENERATE_ARCHS="flux.1-schnell" gives one arch the whole budget)
+# Carry .whl (the diffusers wheel) and .whl-bnb (bitsandbytes, below: adds the --optimizer adamw8bit row).
 # Rows (arch, task, gpus, strategy, batch, peak_gib, step_s, samples_per_s, mfu, device, and the
 # details: GEMM peak, TFLOP/s per GPU, FLOPs per step) go to $OUT/scale.json; merge them into
 # results/scale.json with the same key (scripts/scale_distill.py save_row). Each stage stops
 # starting rows when less than a minute of its budget (BUDGET_S, default 570 s) is left.
 # SCALE_DRY=1 runs the same stages at tiny width on CPU, uncompiled (a check of this script).
 set -o pipefail
-stage=${1:?which stage: one, two, whole-one, whole-two or flux-one}
+stage=${1:?which stage: one, two, whole-one, whole-two, flux-one or generate}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 log="$OUT/scale-$stage.log"
@@ -27,9 +31,10 @@ if [ -n "$SCALE_DRY" ]; then
   export PYTHONPATH=$PWD/src OMP_NUM_THREADS=1
 else
   . scripts/device_site.sh diffusers || exit 1
-  if ls .whl/bitsandbytes-*.whl > /dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/bitsandbytes-*.whl
-  fi
+  # bitsandbytes' wheel (42 MB) does not fit the 64 MiB a call carries; .whl-bnb holds it unpacked with
+  # only the CUDA 13 and CPU libraries (8 MB): cd .whl-bnb && unzip ../bitsandbytes-0.50.2-*.whl, then
+  # delete libbitsandbytes_{cuda11*,cuda12*,rocm*,xpu*}.so
+  [ -d .whl-bnb/bitsandbytes ] && export PYTHONPATH=$PWD/.whl-bnb:$PYTHONPATH
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader | tee "$log"
 fi
 python3 -c 'import torch, diffusers, accelerate; print(torch.__version__, diffusers.__version__, accelerate.__version__)' | tee -a "$log"
@@ -44,7 +49,7 @@ row() {  # one configuration; a failure (out of memory, a recompile fallback) is
   timeout -k 15 "$t" $* $dry --out "$OUT/scale.json" > "$OUT/row.txt" 2>&1
   local rc=$?
   cat "$OUT/row.txt" >> "$log"
-  grep '^{' "$OUT/row.txt" | cut -c1-400
+  grep -E '^\{|^skipped|^FAILED|^profile|^fastest' "$OUT/row.txt" | cut -c1-400
   if [ $rc -ne 0 ]; then echo "FAILED ($rc): $*" | tee -a "$log"; grep -E 'Error|error:' "$OUT/row.txt" | tail -2; fi
   rm -f "$OUT/row.txt"
 }
@@ -66,6 +71,13 @@ case $stage in
   flux-one)
     flux="--arch flux.1-schnell --ratio 0.2 --resolution 1024 --warmup 3 --steps 5"
     for b in 1 2; do row $one_gpu $flux --task distill-pwp --batch $b $compile; done ;;
-  *) echo "unknown stage $stage: one, two, whole-one, whole-two or flux-one" >&2; exit 2 ;;
+  generate)  # one process per arch, each stopping its rows within its share of what is left
+    [ -n "$SCALE_DRY" ] && dry="--tiny --resolution 64 --warmup 1 --repeats 1"
+    archs=(${GENERATE_ARCHS:-sd3.5-large flux.1-schnell})
+    for i in "${!archs[@]}"; do
+      share=$(( ($(left) - 20) / (${#archs[@]} - i) ))
+      row python3 scripts/scale_generate.py --arch "${archs[$i]}" $compile --budget-s $share
+    done ;;
+  *) echo "unknown stage $stage: one, two, whole-one, whole-two, flux-one or generate" >&2; exit 2 ;;
 esac
 echo "elapsed $(( $(date +%s) - start )) s" | tee -a "$log"
