@@ -43,12 +43,12 @@ def test_a_run_refused_after_its_data_was_made_leaves_no_cache(plan, tmp_path, m
 
 
 def test_an_earlier_run_is_refused_before_any_data_is_made(plan, tmp_path, monkeypatch, capsys):
-    import hprune.commands.distill as command
+    import hprune.distill.sources as sources
 
     def no_data(*args, **kwargs):
         raise AssertionError("data was made before the run folder was checked")
 
-    monkeypatch.setattr(command, "build_data", no_data)
+    monkeypatch.setattr(sources, "build_data", no_data)
     out = tmp_path / "run"
     out.mkdir()
     (out / "loss.csv").write_text("step,loss,kd,feat\n0,1,1,1\n")

@@ -31,7 +31,7 @@ def test_fresh_and_cached_data_train_to_identical_weights(tmp_path):
 
 def test_build_data_returns_what_its_cache_file_holds(tmp_path):
     """`hprune distill` trains on the cache as read back, the data a resume reads."""
-    from hprune.commands.distill import DATA_FILE, build_data
+    from hprune.distill.sources import DATA_FILE, build_data
     from hprune.toy.pipeline import load_pipeline
 
     pipe = load_pipeline("shapes-sd3")

@@ -19,14 +19,6 @@ if TYPE_CHECKING:
     from hprune.distill.data import DistillData
 
 
-def __getattr__(name: str):
-    """DATA_FILE (the data cache's name) lives in hprune.distill.sources, which loads torch:
-    read it from there on use, so `hprune distill --help` stays light."""
-    if name == "DATA_FILE":
-        from hprune.distill.sources import DATA_FILE
-
-        return DATA_FILE
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def add_arguments(parser):
@@ -72,29 +64,6 @@ def _precision(text: str) -> str:
     import torch
 
     return "bf16" if torch.cuda.is_available() else "no"
-
-
-def build_data(spec: str, pipe, out: Path, resolution: int, seed: int, progress: bool = True) -> DistillData:
-    """The distillation data of `spec`, cached in the run folder under a name keyed by
-    (spec, resolution, seed), so a changed setting never reuses a stale cache."""
-    from hprune.distill.data import DistillData
-    from hprune.distill.sources import cached_data
-
-    if spec.endswith(".safetensors"):
-        return DistillData.load(spec)
-    return cached_data(out, (spec, resolution, seed), lambda: _make_data(spec, pipe, resolution, seed, progress))
-
-
-def _make_data(spec: str, pipe, resolution: int, seed: int, progress: bool) -> DistillData:
-    from hprune.distill.sources import folder_data, shapes_data
-
-    if not spec.startswith("shapes"):
-        return folder_data(pipe, spec, resolution, progress=progress)
-    if not hasattr(pipe.text_encoder, "encode"):
-        raise HpruneError("--data shapes:N works only with the shapes teachers; for a diffusers pipeline pass "
-                          "--data IMAGE_FOLDER (images with a .txt caption beside each).")
-    n = int(spec.split(":", 1)[1]) if ":" in spec else 4096
-    return shapes_data(pipe, n, seed=seed, progress=progress)
 
 
 @contextmanager
@@ -161,6 +130,8 @@ def _data(args, pipe, out: Path) -> DistillData:
         from hprune.distill.parallel import process_state
 
         with process_state().main_process_first():  # one process writes the cache, the others read it
+            from hprune.distill.sources import build_data
+
             return build_data(args.data, pipe, out, args.resolution, args.seed)
     from hprune.distill.synthetic import input_shape, synthetic_data
 

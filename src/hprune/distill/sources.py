@@ -30,6 +30,24 @@ def cached_data(folder: Path, key: tuple, make: Callable[[], DistillData]) -> Di
     return DistillData.load(cache)
 
 
+def build_data(spec: str, pipe, out: Path, resolution: int, seed: int, progress: bool = True) -> DistillData:
+    """The distillation data of `spec`, cached in the run folder under a name keyed by
+    (spec, resolution, seed), so a changed setting never reuses a stale cache."""
+    if spec.endswith(".safetensors"):
+        return DistillData.load(spec)
+    return cached_data(out, (spec, resolution, seed), lambda: _make_data(spec, pipe, resolution, seed, progress))
+
+
+def _make_data(spec: str, pipe, resolution: int, seed: int, progress: bool) -> DistillData:
+    if not spec.startswith("shapes"):
+        return folder_data(pipe, spec, resolution, progress=progress)
+    if not hasattr(pipe.text_encoder, "encode"):
+        raise HpruneError("--data shapes:N works only with the shapes teachers; for a diffusers pipeline pass "
+                          "--data IMAGE_FOLDER (images with a .txt caption beside each).")
+    n = int(spec.split(":", 1)[1]) if ":" in spec else 4096
+    return shapes_data(pipe, n, seed=seed, progress=progress)
+
+
 @torch.no_grad()
 def shapes_data(pipe, n: int, seed: int = 0, empty_fraction: float = 0.1, chunk: int = 256,
                 progress: bool = False) -> DistillData:

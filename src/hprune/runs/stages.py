@@ -69,8 +69,7 @@ def _distill_config(ctx: RunContext):
 
 def _data(ctx: RunContext):
     """The distillation data, built once and cached in the distill folder (keyed by what made it)."""
-    from hprune.commands.distill import build_data
-    from hprune.distill.sources import cached_data, teacher_data
+    from hprune.distill.sources import build_data, cached_data, teacher_data
 
     spec, settings, seed = ctx.recipe.data.source, ctx.recipe.data, ctx.recipe.distill.seed
     if not spec.startswith("teacher"):
