@@ -15,7 +15,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --tar
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader | tee "$log"
 python3 -c 'import torch, triton, torchao, diffusers; print(torch.__version__, triton.__version__, torchao.__version__, diffusers.__version__)' 2>&1 | tail -1 | tee -a "$log"
-timeout -k 5 $(left 80) python3 -m pytest -q -rA -p no:cacheprovider -m gpu tests/quant "tests/test_quantize.py::test_backends_run_on_gpu_and_load_back[w4fp8]" 2>&1 | grep -E "^(PASSED|FAILED|ERROR)|passed|failed" | tee -a "$log"
+timeout -k 5 $(left 80) python3 -m pytest -q -rA -p no:cacheprovider -m gpu tests/quant "tests/quant/test_quantize.py::test_backends_run_on_gpu_and_load_back[w4fp8]" 2>&1 | grep -E "^(PASSED|FAILED|ERROR)|passed|failed" | tee -a "$log"
 timeout -k 5 $(left 190) python3 scripts/bench_quant_kernels.py --out "$OUT/kernels.json" >> "$log" 2>&1; tail -16 "$log"
 common="--no-eager --cuda-graph --breakdown --fp8-original --quants w4fp8:0"
 timeout -k 5 $(left 400) python3 scripts/bench_table.py --arch sd3.5-large --ratios 0.2,0.3 $common --out "$OUT/sd35" 2>&1 | grep "^|\|^#\|FAILED" | tee -a "$log"

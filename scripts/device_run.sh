@@ -11,5 +11,5 @@ what=$1; shift
 case $what in
   kernels) python3 scripts/bench_quant_kernels.py 2>&1 | tee "$OUT/kernels.log" ;;
   table) python3 scripts/bench_table.py --out "$OUT" "$@" 2>&1 | tee "$OUT/table.log" ;;
-  tests) python3 -m pytest -q -m gpu tests/test_quantize.py tests/test_bench.py tests/quant 2>&1 | tee "$OUT/gpu_tests.log" ;;
+  tests) python3 -m pytest -q -m gpu tests/quant/test_quantize.py tests/bench/test_bench.py tests/quant 2>&1 | tee "$OUT/gpu_tests.log" ;;
 esac

@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hprune.files import write_json
-from hprune.profile import ProfileConfig, calibration_set, make_sampler, variants
-from hprune.profile_fast import FastProfileConfig, profile_fast
-from hprune.scoring import load_run, plan_for_run, single_unit_drops
+from hprune.core.files import write_json
+from hprune.analysis.profile import ProfileConfig, calibration_set, make_sampler, variants
+from hprune.analysis.profile_fast import FastProfileConfig, profile_fast
+from hprune.planning.scoring import load_run, plan_for_run, single_unit_drops
 
 ROOT = Path(__file__).resolve().parent.parent
 RATIOS = (0.2, 0.3)
@@ -108,7 +108,7 @@ def time_full_variant(pipe, teacher: str, cache: Path) -> dict:
     if cache.is_file():
         return json.loads(cache.read_text())
     from hprune.metrics import get_metric
-    from hprune.surgery import removed
+    from hprune.prune.surgery import removed
 
     config = ProfileConfig()
     items = calibration_set(config)
@@ -182,7 +182,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     result = {"command": " ".join(["python", *sys.argv]), "device": "CPU, 2 shared cores",
-              "plans_by": "hprune.scoring.plan_for_run, hpp, the paper's alpha, default r_thres",
+              "plans_by": "hprune.planning.scoring.plan_for_run, hpp, the paper's alpha, default r_thres",
               "torch_threads": torch.get_num_threads(),
               "teachers": [measure(t, Path(args.runs), args.n_prompts, args.steps) for t in args.teachers],
               "paper_sd35_large": paper_projection(args.n_prompts, args.steps)}

@@ -83,7 +83,7 @@ def step_flops(teacher, plan, cfg: DistillConfig, data, device) -> float:
     from hprune.distill.freeze import block_scales, match_blocks, param_groups, pwp_boundary
     from hprune.distill.loop import build_student
     from hprune.distill.losses import kd_loss
-    from hprune.flow import velocity_fn
+    from hprune.model.flow import velocity_fn
 
     student = build_student(teacher, plan).train()
     matched = match_blocks(student, teacher, plan)

@@ -26,12 +26,12 @@ After every row the projections are rewritten from the rows so far:
   Assumed, as the paper names none of them: 4 steps (both models' and hprune profile's default),
   no classifier-free guidance (both are guidance-distilled and sample at guidance 0; one forward
   per step), the pipelines' default 1024x1024, and one 400-image reference generation;
-- `profile-fast`: `hprune profile --fast` (hprune.profile_fast: FastProfileConfig's prompts and
+- `profile-fast`: `hprune profile --fast` (hprune.analysis.profile_fast: FastProfileConfig's prompts and
   steps, the pipeline's default size, no metric) over the same units.
 
     gpu_hours = images x min over rows (steps x step_s + vae_decode_s) / batch / 3600
 
-on G GPUs the variants are sharded (hprune.profile under accelerate launch): wall hours =
+on G GPUs the variants are sharded (hprune.analysis.profile under accelerate launch): wall hours =
 gpu_hours / G. Not counted: the metric (HPSv2, one CLIP ViT-H/14 forward at 224 px per image in
 the full analysis), the prompts' text encoding (once per run), the scheduler's Euler update.
 """
@@ -340,7 +340,7 @@ def image_s(row: dict, steps: int) -> float:
 
 def analysis_images(arch_name: str) -> dict:
     """Images each analysis generates: the paper's, and `hprune profile --fast`'s over the same units."""
-    from hprune.profile_fast import FastProfileConfig
+    from hprune.analysis.profile_fast import FastProfileConfig
 
     p, fast = PAPER_ANALYSIS[arch_name], FastProfileConfig()
     blocks, subs, per_block, per_sub = p["blocks"], p["subcomponents"], p["block_images"], p["sub_images"]
@@ -384,9 +384,9 @@ def _projection(s: Setup, task: str, c: dict, best: dict, gpu_hours: float, gpus
 
 
 def hprune_variants(model) -> dict:
-    """The units `hprune profile --fast` removes one at a time (hprune.profile.variants' default:
+    """The units `hprune profile --fast` removes one at a time (hprune.analysis.profile.variants' default:
     SD3's last block, which surgery cannot remove whole, only by its subcomponents)."""
-    from hprune.profile import variants
+    from hprune.analysis.profile import variants
 
     units = [v[0] for v in variants(model)]
     return {"blocks": sum(u.is_block for u in units), "subcomponents": sum(not u.is_block for u in units)}
@@ -426,7 +426,7 @@ def main() -> None:
     for batch in args.batches:
         try_row(s, batch, compiled=False)
     if args.compile:
-        from hprune.compile import compile_blocks_
+        from hprune.model.compile import compile_blocks_
 
         compile_blocks_(s.model, dynamic=False)  # one static graph per batch size, as a fixed-batch run has
         for batch in sorted(args.batches, reverse=True):

@@ -10,15 +10,15 @@ import sys
 import pytest
 
 from hprune.cli import COMMANDS, build_parser, main
-from hprune.errors import HpruneError, os_error_message
+from hprune.core.errors import HpruneError, os_error_message
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """A tiny SD3 transformer folder and a plan for it (outside each test's tmp folder)."""
-    from hprune.arch import get_adapter
-    from hprune.arch.units import Unit
-    from hprune.testing import tiny_sd3
+    from hprune.model import get_adapter
+    from hprune.model.units import Unit
+    from hprune.model.testing import tiny_sd3
 
     folder = tmp_path_factory.mktemp("inputs")
     model = tiny_sd3()
@@ -136,7 +136,7 @@ def test_os_error_messages(tmp_path):
 
 
 def test_write_atomic_leaves_no_temp_file_when_the_write_fails(tmp_path):
-    from hprune.files import write_atomic
+    from hprune.core.files import write_atomic
 
     (tmp_path / "taken").mkdir()
     with pytest.raises(IsADirectoryError):
@@ -159,7 +159,7 @@ def test_device_cuda_without_a_gpu_is_one_sentence_before_any_work(command, tmp_
 def test_resolve_device():
     import torch
 
-    from hprune.cuda import resolve_device
+    from hprune.core.cuda import resolve_device
 
     assert resolve_device("auto") == resolve_device(None) == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("CPU") == "cpu"

@@ -22,7 +22,7 @@ import os
 import sys
 
 from hprune import __version__
-from hprune.errors import HpruneError, is_out_of_memory, os_error_message, out_of_memory_message
+from hprune.core.errors import HpruneError, is_out_of_memory, os_error_message, out_of_memory_message
 
 # name -> (one-line help, issue that builds it)
 COMMANDS: dict[str, tuple[str, int]] = {

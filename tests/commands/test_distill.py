@@ -4,12 +4,12 @@ before the data cache is made, and a run refused after it removes the cache it m
 import pytest
 
 from hprune.cli import main
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 
 
 @pytest.fixture(scope="module")
 def plan(tmp_path_factory):
-    from hprune.arch import get_adapter
+    from hprune.model import get_adapter
     from hprune.folders import load
 
     model = load("shapes-sd3")

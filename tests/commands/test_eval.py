@@ -7,7 +7,7 @@ import torch
 from hprune.cli import main
 from hprune.commands.eval import evaluate_dir
 from hprune.commands.generate import split_items
-from hprune.generate import GenerationConfig, generate_to_dir
+from hprune.generate.images import GenerationConfig, generate_to_dir
 from hprune.toy.pipeline import ArchConfig, build_pipeline
 from hprune.toy.prompts import VOCABULARY, parse
 from hprune.toy.render import render_scene

@@ -6,14 +6,14 @@ import torch
 from diffusers import DiffusionPipeline, StableDiffusion3Pipeline
 from PIL import Image
 
-# the tiny pruned folders and LoRAs of the original-index tests (tests/arch)
-from arch.test_original_indices import _folders, _lora, _sd3_10_blocks
+# the tiny pruned folders and LoRAs of the original-index tests (tests/model)
+from model.test_original_indices import _folders, _lora, _sd3_10_blocks
 from hprune.cli import main
 from hprune.commands.generate import file_items, split_items, text_items
-from hprune.errors import HpruneError
-from hprune.generate import Item
-from hprune.surgery import removed
-from hprune.testing import tiny_generate, tiny_pipeline
+from hprune.core.errors import HpruneError
+from hprune.generate.images import Item
+from hprune.prune.surgery import removed
+from hprune.model.testing import tiny_generate, tiny_pipeline
 from hprune.toy.pipeline import ArchConfig, build_pipeline
 from hprune.toy.prompts import VOCABULARY
 from hprune.toy.world import CATEGORIES
@@ -83,7 +83,7 @@ def test_missing_model_fails_with_one_line(tmp_path, capsys):
 
 
 # diffusers SD3/FLUX pipeline folders (issue #16): expected images come from the pipeline's own call,
-# on the unpruned model with the same blocks removed reversibly (hprune.surgery.removed)
+# on the unpruned model with the same blocks removed reversibly (hprune.prune.surgery.removed)
 
 UNITS = ["joint.0"]  # the pruned folder lost block 0: original blocks 7, 8, 9 are now 6, 7, 8
 PROMPTS = ["a red circle", "the blue square left of a green triangle", "a photo of a cat"]

@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 from hprune.cli import main
-from hprune.testing import tiny_flux, tiny_sd35_medium
+from hprune.model.testing import tiny_flux, tiny_sd35_medium
 
 
 def test_inspect_table_and_json(tmp_path, capsys):

@@ -5,9 +5,9 @@ import torch
 
 from hprune.cli import main
 from hprune.metrics import Metric, register_metric
-from hprune.plan import Plan
-from hprune.profile import ProfileConfig, profile
-from hprune.testing import tiny_pipeline
+from hprune.planning.plan import Plan
+from hprune.analysis.profile import ProfileConfig, profile
+from hprune.model.testing import tiny_pipeline
 
 
 class Blueness(Metric):

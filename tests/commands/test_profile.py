@@ -3,7 +3,7 @@ import json
 
 from hprune.cli import main
 from hprune.metrics import Metric, register_metric
-from hprune.testing import tiny_pipeline
+from hprune.model.testing import tiny_pipeline
 
 
 class Redness(Metric):

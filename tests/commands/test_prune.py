@@ -3,10 +3,10 @@ import json
 import torch
 from diffusers import SD3Transformer2DModel
 
-from hprune.arch import get_adapter
+from hprune.model import get_adapter
 from hprune.cli import main
 from hprune.folders import load
-from hprune.testing import dummy_inputs, tiny_sd3
+from hprune.model.testing import dummy_inputs, tiny_sd3
 
 
 def test_remove_blocks_by_hand(tmp_path, capsys):
@@ -47,7 +47,7 @@ def test_prune_errors(tmp_path, capsys):
 def test_mean_mode_plan_needs_and_uses_the_calibration(tmp_path, capsys):
     import torch
 
-    from hprune.surgery import calibrate_norms
+    from hprune.prune.surgery import calibrate_norms
 
     model = tiny_sd3()
     model.save_pretrained(tmp_path / "m")
@@ -88,7 +88,7 @@ def test_pruning_a_pruned_folder_composes_the_plans_in_original_indices(tmp_path
     assert "already removed" in capsys.readouterr().err and not (tmp_path / "d").exists()
     twice = load(tmp_path / "c")
     once = get_adapter(model).make_plan(model, ["joint.0.mlp", "joint.2.attn", "joint.1", "joint.0.attn"])
-    from hprune.surgery import prune_
+    from hprune.prune.surgery import prune_
 
     prune_(model, once)
     kwargs = dummy_inputs(model)

@@ -14,9 +14,9 @@ from accelerate import PartialState
 from safetensors.torch import save_file
 
 from test_loop import _count_teacher_calls, _Stopped, sd3_data  # this folder is sys.path[0]
-from hprune.arch import get_adapter
+from hprune.model import get_adapter
 from hprune.distill import DistillConfig, distill
-from hprune.testing import tiny_sd3
+from hprune.model.testing import tiny_sd3
 
 STEPS, BATCH, EVERY, STOP_IN_STEP = 8, 8, 4, 6
 STUDENT = "student.safetensors"  # the returned student's weights, beside the run's loss.csv

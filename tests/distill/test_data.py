@@ -3,10 +3,10 @@ as its resume on the same data read back from the cache file."""
 
 import torch
 
-from hprune.arch import get_adapter
+from hprune.model import get_adapter
 from hprune.distill import DistillConfig, distill
 from hprune.distill.data import DistillData
-from hprune.testing import tiny_sd3
+from hprune.model.testing import tiny_sd3
 
 
 def _fresh_data(n=16):

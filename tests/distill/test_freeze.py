@@ -3,11 +3,11 @@ import copy
 import pytest
 import torch
 
-from hprune.arch import get_adapter
+from hprune.model import get_adapter
 from hprune.distill.freeze import block_scales, match_blocks, param_groups, pwp_boundary, sgdistill_scales
 from hprune.distill.loop import build_student
-from hprune.errors import HpruneError
-from hprune.testing import dummy_inputs, tiny_flux, tiny_sd3
+from hprune.core.errors import HpruneError
+from hprune.model.testing import dummy_inputs, tiny_flux, tiny_sd3
 
 
 def test_sgdistill_scales_are_normalised_inverse_sensitivity():
@@ -149,7 +149,7 @@ def test_binary_sgdistill_freezes_the_more_sensitive_half():
 
 def test_sg_scale_is_validated():
     from hprune.distill import DistillConfig
-    from hprune.errors import HpruneError
+    from hprune.core.errors import HpruneError
 
     with pytest.raises(HpruneError, match="--sg-scale"):
         DistillConfig(sg_scale="log")

@@ -9,14 +9,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hprune.arch import get_adapter
+from hprune.model import get_adapter
 from hprune.distill import DistillConfig, distill
 from hprune.distill.data import DistillData, draw_batch
 from hprune.distill.loop import build_student
-from hprune.flow import velocity_fn
-from hprune.errors import HpruneError
+from hprune.model.flow import velocity_fn
+from hprune.core.errors import HpruneError
 from hprune.folders import MANIFEST, load, save
-from hprune.testing import tiny_flux, tiny_pipeline, tiny_sd3
+from hprune.model.testing import tiny_flux, tiny_pipeline, tiny_sd3
 
 
 def sd3_data(n=32, seed=0):

@@ -18,8 +18,8 @@ from hprune.cli import main
 from hprune.distill import DistillConfig, distill
 from hprune.distill.data import draw_batch
 from hprune.distill.parallel import local_slice
-from hprune.errors import HpruneError
-from hprune.testing import tiny_sd3
+from hprune.core.errors import HpruneError
+from hprune.model.testing import tiny_sd3
 from parallel_worker import STUDENT, config, plan
 from test_loop import sd3_data
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hprune.distill.sensitivity import load_sensitivity
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 from hprune.metrics import Metric, register_metric
 
 
@@ -37,8 +37,8 @@ register_metric("darkness", lambda arg, device: Darkness())
 
 
 def test_sensitivity_of_a_new_profile_is_the_last_sd3_blocks_measured_drop(tmp_path, caplog):
-    from hprune.profile import ProfileConfig, profile
-    from hprune.testing import tiny_pipeline
+    from hprune.analysis.profile import ProfileConfig, profile
+    from hprune.model.testing import tiny_pipeline
 
     (tmp_path / "prompts.txt").write_text("a red circle\na blue square\n")
     cfg = ProfileConfig(metric="darkness", prompts=str(tmp_path / "prompts.txt"), steps=2, size=16,

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from hprune.distill.sources import check_caption_folder, folder_data, teacher_data
-from hprune.errors import HpruneError
-from hprune.flow import velocity_fn
-from hprune.testing import tiny_pipeline
+from hprune.core.errors import HpruneError
+from hprune.model.flow import velocity_fn
+from hprune.model.testing import tiny_pipeline
 
 PROMPTS = ["a red circle", "a blue square", "two green triangles"]
 

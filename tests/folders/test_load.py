@@ -5,11 +5,11 @@ import pytest
 import torch
 from diffusers import DiffusionPipeline, FluxTransformer2DModel, SD3Transformer2DModel
 
-from hprune.arch import get_adapter
-from hprune.errors import HpruneError
+from hprune.model import get_adapter
+from hprune.core.errors import HpruneError
 from hprune.folders import MANIFEST, load, load_pipeline, save
-from hprune.surgery import calibrate_norms, prune_
-from hprune.testing import TINY_MODELS, dummy_inputs, tiny_flux, tiny_generate, tiny_pipeline, tiny_sd3
+from hprune.prune.surgery import calibrate_norms, prune_
+from hprune.model.testing import TINY_MODELS, dummy_inputs, tiny_flux, tiny_generate, tiny_pipeline, tiny_sd3
 
 PLANS = {
     "sd3": ["joint.0", "joint.1.attn", "joint.2.norm", "joint.3.context_norm"],
@@ -163,7 +163,7 @@ def test_every_saved_file_is_readable_like_any_new_file(tmp_path):
     (pruned and quantized alike)."""
     import os
 
-    from hprune.quantize import QuantConfig, quantize_
+    from hprune.quant.quantize import QuantConfig, quantize_
 
     pipe = tiny_pipeline("sd3")
     pipe.save_pretrained(tmp_path / "pipe")

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 from hprune.metrics import get_metric
 
-from hprune.testing import save_tiny_clip  # noqa: F401  (test_hps imports it from here)
+from hprune.model.testing import save_tiny_clip  # noqa: F401  (test_hps imports it from here)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 from hprune.metrics import get_metric
 from test_clip import images, save_tiny_clip
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 from hprune.metrics import Metric, ShapesMetric, available_metrics, check_scores, get_metric, register_metric
 
 
@@ -44,11 +44,11 @@ def test_shapes_metric_wraps_the_evaluator(monkeypatch):
 
     from hprune.metrics import ShapesMetric
 
-    fake = types.ModuleType("hprune.metrics.shapes")
+    fake = types.ModuleType("hprune.toy.shapes_eval")
     report = types.SimpleNamespace(per_prompt=[{"correct": True, "quality": 0.5}, {"correct": False, "quality": 0.25}])
     seen = {}
     fake.evaluate = lambda images, scenes: seen.setdefault("scenes", scenes) and report
-    monkeypatch.setitem(sys.modules, "hprune.metrics.shapes", fake)
+    monkeypatch.setitem(sys.modules, "hprune.toy.shapes_eval", fake)
     scores = ShapesMetric().score(np.zeros((2, 8, 8, 3), np.uint8), ["a red circle", "two blue squares"])
     from hprune.toy.prompts import parse
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 from hprune.quant import get_backend
 
 needs_bnb = pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None,
@@ -18,8 +18,8 @@ needs_bnb = pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None,
 @needs_bnb
 def test_bnb_nf4_quantize_save_load_generate_on_cpu(tmp_path):
     from hprune.folders import load_pipeline, save
-    from hprune.quantize import QuantConfig, quantize_
-    from hprune.testing import tiny_generate, tiny_pipeline
+    from hprune.quant.quantize import QuantConfig, quantize_
+    from hprune.model.testing import tiny_generate, tiny_pipeline
 
     tiny_pipeline("sd3").save_pretrained(tmp_path / "pipe")
     pipe = load_pipeline(tmp_path / "pipe", torch_dtype=torch.bfloat16, device="cpu")  # as `hprune quantize` does
@@ -39,7 +39,7 @@ def test_gpu_backends_are_refused_before_the_model_loads(backend, tmp_path, monk
     (installing torchao would not help on a CPU machine)."""
     import hprune.folders
     from hprune.cli import main
-    from hprune.testing import tiny_sd3
+    from hprune.model.testing import tiny_sd3
 
     tiny_sd3().save_pretrained(tmp_path / "model")
 

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from hprune.cli import main
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 from hprune.report.analysis import (
     agreement, heatmap_grid, method_rankings, pair_matrices, plans_by_ratio, report_analysis, shared_params,
 )
-from hprune.scoring import ModelUnits, load_run
+from hprune.planning.scoring import ModelUnits, load_run
 
 SUBS = {"norm": 10, "context_norm": 10, "attn": 40, "mlp": 20, "context_mlp": 20}
 N = 6

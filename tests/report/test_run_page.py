@@ -5,11 +5,11 @@ import pytest
 from PIL import Image, ImageDraw
 
 from hprune.cli import main
-from hprune.errors import HpruneError
-from hprune.files import write_json
-from hprune.plan import Plan
+from hprune.core.errors import HpruneError
+from hprune.core.files import write_json
+from hprune.planning.plan import Plan
 from hprune.report.run_page import write_report
-from hprune.runs.layout import VARIANTS, RunLayout
+from hprune.folders.run_layout import VARIANTS, RunLayout
 from test_analysis import write_run as write_analysis  # tests/report is on sys.path (no __init__.py)
 
 SECTIONS = ("model-plan", "quality", "memory", "samples", "distillation", "recipe")

@@ -34,7 +34,7 @@ batch_size = 2
 @pytest.fixture(scope="session")
 def tiny_run_inputs(tmp_path_factory):
     """(pipeline folder, recipe file) for `hprune run` on a 4-block SD3 with a tiny CLIP metric."""
-    from hprune.testing import save_tiny_clip, tiny_pipeline, tiny_sd3
+    from hprune.model.testing import save_tiny_clip, tiny_pipeline, tiny_sd3
 
     root = tmp_path_factory.mktemp("run-inputs")
     tiny_pipeline("sd3", transformer=tiny_sd3(num_layers=4)).save_pretrained(root / "sd3")
@@ -54,7 +54,7 @@ from hprune.cli import main
 sys.exit(main({argv!r}))
 """
 # What a run imports: the process server imports it once, so each run's process starts warm.
-_PRELOAD = ["hprune.cli", "hprune.runs.stages", "hprune.runs.runner", "hprune.profile", "hprune.folders",
+_PRELOAD = ["hprune.cli", "hprune.runs.stages", "hprune.runs.runner", "hprune.analysis.profile", "hprune.folders",
             "hprune.distill", "hprune.metrics", "hprune.toy.pipeline", "hprune.report.run_page",
             "diffusers.pipelines.stable_diffusion_3"]
 

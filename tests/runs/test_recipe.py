@@ -2,7 +2,7 @@
 
 import pytest
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 from hprune.runs.recipe import load_recipe, recipe_names, to_toml
 
 

@@ -125,7 +125,7 @@ def test_kill_9_in_and_after_every_stage_then_resume_gives_the_same_numbers(fini
     """One process after another on one folder, each resuming what the last left: killed inside the
     stages that resume part-way, and after every stage's output is written but before its marker
     (HPRUNE_TEST_KILL_AT). A last run finishes it with the uninterrupted run's numbers."""
-    from hprune.runs.layout import STAGES
+    from hprune.folders.run_layout import STAGES
     from hprune.runs.runner import KILL_AT
 
     pipe, recipe = tiny_run_inputs

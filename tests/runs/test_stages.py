@@ -5,7 +5,7 @@ import hashlib
 import torch
 
 from hprune.runs.context import RunContext
-from hprune.runs.layout import RunLayout
+from hprune.folders.run_layout import RunLayout
 from hprune.runs.recipe import load_recipe
 
 
@@ -28,7 +28,7 @@ def test_casting_a_model_without_float32_modules_says_nothing():
     import logging
 
     from hprune.runs.stages import cast_
-    from hprune.testing import tiny_sd3
+    from hprune.model.testing import tiny_sd3
 
     said = []
     handler = logging.Handler()

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 import hprune
-from hprune.arch import get_adapter
+from hprune.model import get_adapter
 from hprune.cli import main
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 from hprune.folders import MANIFEST, load, load_pipeline, save
-from hprune.quantize import QuantConfig, quantize_
-from hprune.surgery import prune_
-from hprune.testing import dummy_inputs, tiny_flux, tiny_sd3
+from hprune.quant.quantize import QuantConfig, quantize_
+from hprune.prune.surgery import prune_
+from hprune.model.testing import dummy_inputs, tiny_flux, tiny_sd3
 
 CPU_BACKENDS = ["w4fp8"] + (["bnb-nf4"] if importlib.util.find_spec("bitsandbytes") else [])
 

@@ -6,7 +6,7 @@ import sqlite3
 import pytest
 
 from hprune.cli import main
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 from hprune.study.importer import create_study
 
 from .studyfiles import PROMPTS, write_generation

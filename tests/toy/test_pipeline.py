@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 from hprune.toy.pipeline import (
     CHECKPOINTS,
     SHIPPED,

@@ -2,7 +2,7 @@ import hashlib
 
 import pytest
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 from hprune.toy.prompts import VOCABULARY, describe, parse, words_of
 from hprune.toy.splits import (
     DATA,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 from hprune.toy.prompts import parse
 from hprune.toy.render import FONT, render, render_scene, shape_mask
 from hprune.toy.splits import enumerate_scenes

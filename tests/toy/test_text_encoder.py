@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 from hprune.toy.prompts import VOCABULARY, words_of
 from hprune.toy.splits import load_split
 from hprune.toy.text_encoder import CLS, PAD, ShapesTextEncoder, split_words

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 from hprune.toy.pipeline import build_pipeline, load_pipeline, to_model_space
 from hprune.toy.prompts import VOCABULARY
 from hprune.toy.splits import sample_training_batch

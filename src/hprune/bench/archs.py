@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 
 if TYPE_CHECKING:
     import torch

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hprune.arch import get_adapter
-from hprune.arch.units import Unit
-from hprune.errors import HpruneError
-from hprune.plan import Plan, check_ratio
+from hprune.model import get_adapter
+from hprune.model.units import Unit
+from hprune.core.errors import HpruneError
+from hprune.planning.plan import Plan, check_ratio
 
 AUTHORS_SD35_LARGE = [Unit("joint", i) for i in (25, 26, 27, 28, 31, 32, 33, 34)]
 

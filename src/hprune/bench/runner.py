@@ -15,7 +15,7 @@ import torch
 
 from hprune.bench import measure
 from hprune.bench.archs import Arch, build_transformer, get_arch, make_inputs, set_timestep
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 from hprune.quant.names import BF16
 
 
@@ -134,9 +134,9 @@ def _mode(row: dict) -> str:
 
 
 def _build(arch: Arch, variant: Variant):
-    from hprune.arch import get_adapter
-    from hprune.quantize import QuantConfig, quantize_
-    from hprune.surgery import prune_
+    from hprune.model import get_adapter
+    from hprune.quant.quantize import QuantConfig, quantize_
+    from hprune.prune.surgery import prune_
 
     model = build_transformer(arch)
     if variant.plan is not None:
@@ -153,7 +153,7 @@ def _build(arch: Arch, variant: Variant):
 
 def compile_blocks(model) -> None:
     """Regional compilation: each transformer block, as diffusers' compile_repeated_blocks does."""
-    from hprune.arch import get_adapter
+    from hprune.model import get_adapter
 
     for _, block in get_adapter(model).blocks(model):
         block.compile(fullgraph=False, dynamic=False)
@@ -164,7 +164,7 @@ def _timesteps(steps: int) -> list[float]:
 
 
 def _row(arch, variant, config, compiled, params, model, step, total, peak) -> dict:
-    from hprune.quantize import weight_bytes
+    from hprune.quant.quantize import weight_bytes
 
     return {
         "arch": arch.name, "variant": variant.name, "ratio": _ratio(variant, model), "quant": _quant_label(variant),

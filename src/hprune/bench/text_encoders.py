@@ -41,7 +41,7 @@ def build_encoder(name: str, device="cuda", dtype=torch.bfloat16, **overrides):
 
 def encoder_memory(names: tuple[str, ...], t5_tokens: int, t5_quant: str | None) -> dict:
     """Weights of all encoders together and the peak while they encode one prompt (GiB)."""
-    from hprune.quantize import QuantConfig, quantize_, weight_bytes
+    from hprune.quant.quantize import QuantConfig, quantize_, weight_bytes
 
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()

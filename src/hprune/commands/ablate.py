@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hprune.ablate import METHODS, AblateConfig
+from hprune.experiments.ablate import METHODS, AblateConfig
 from hprune.distill.config import SG_GRANULARITIES, SG_GRANULARITY_HELP, SG_SCALE_HELP, SG_SCALES, DistillConfig
-from hprune.files import write_json
+from hprune.core.files import write_json
 from hprune.quant.names import BACKEND_NAMES
 
 
@@ -63,7 +63,7 @@ def _seeds(text: str) -> tuple[int, ...]:
 def run(args) -> int:
     import torch
 
-    from hprune.ablate import ablate, markdown_table, teacher_file
+    from hprune.experiments.ablate import ablate, markdown_table, teacher_file
 
     dcfg = DistillConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, feat_weight=args.feat_weight,
                          sg_scale=args.sg_scale, sg_granularity=args.sg_granularity, checkpoint_every=max(1, args.steps // 4),

@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from hprune.bench.archs import ARCHS
-from hprune.errors import HpruneError
-from hprune.files import write_atomic, write_json
+from hprune.core.errors import HpruneError
+from hprune.core.files import write_atomic, write_json
 from hprune.quant.names import BACKEND_NAMES, BF16
 
 

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from hprune.distill.config import (OPTIMIZERS, PRECISIONS, SG_GRANULARITIES, SG_GRANULARITY_HELP, SG_SCALE_HELP,
                                    SG_SCALES, STRATEGIES, STRATEGY_HELP, DistillConfig)
 from hprune.distill.sensitivity import load_sensitivity
-from hprune.errors import HpruneError
-from hprune.plan import Plan
+from hprune.core.errors import HpruneError
+from hprune.planning.plan import Plan
 
 if TYPE_CHECKING:
     from hprune.distill.data import DistillData

@@ -14,9 +14,9 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from hprune.errors import HpruneError
-from hprune.files import write_json
-from hprune.generate import read_records
+from hprune.core.errors import HpruneError
+from hprune.core.files import write_json
+from hprune.generate.images import read_records
 
 
 def add_arguments(parser) -> None:
@@ -33,7 +33,7 @@ def run(args) -> int:
 
 def evaluate_dir(folder: str | Path, reference: bool = True, progress: bool = False) -> dict:
     """Score every image of a generation folder; writes and returns eval.json's content."""
-    from hprune.metrics.shapes import evaluate
+    from hprune.toy.shapes_eval import evaluate
 
     folder = Path(folder)
     records = [r for _, r in sorted(read_records(folder).items())]

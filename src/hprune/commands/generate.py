@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hprune.cuda import AUTO, DEVICE_HELP, avoid_cudnn_attention, resolve_device
-from hprune.errors import HpruneError
-from hprune.generate import GenerationConfig, Item, check_fits, generate_to_dir, is_diffusers, load_loras, save_grid
+from hprune.core.cuda import AUTO, DEVICE_HELP, avoid_cudnn_attention, resolve_device
+from hprune.core.errors import HpruneError
+from hprune.generate.images import GenerationConfig, Item, check_fits, generate_to_dir, is_diffusers, load_loras, save_grid
 
 DIFFUSERS_STEPS = 4  # diffusers pipelines: few-step (distilled) models, as in `hprune profile`
 

@@ -2,8 +2,8 @@
 
 import json
 
-from hprune.arch import get_adapter
-from hprune.inspect_units import format_table, unit_table
+from hprune.model import get_adapter
+from hprune.analysis.unit_table import format_table, unit_table
 
 
 def add_arguments(parser):
@@ -13,7 +13,7 @@ def add_arguments(parser):
 
 def run(args) -> int:
     from hprune.folders import load
-    from hprune.compile import block_shapes, shapes_line
+    from hprune.model.compile import block_shapes, shapes_line
 
     model = load(args.model)
     rows = unit_table(model)

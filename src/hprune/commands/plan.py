@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from hprune.scoring import DEFAULT_R_THRES, PAPER_ALPHA, RANKERS, load_run, plan_for_run
+from hprune.planning.scoring import DEFAULT_R_THRES, PAPER_ALPHA, RANKERS, load_run, plan_for_run
 
 OUTPUTS = {"--out": "file"}  # checked by the CLI before the plan is made
 

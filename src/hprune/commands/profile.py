@@ -3,13 +3,13 @@
 Contribution analysis; shard it over GPUs with
 `accelerate launch -m hprune profile ...` (same arguments). `--fast` ranks
 units by how far each removal moves the teacher's own images on a few prompts
-and steps instead (hprune.profile_fast: one process, 1/16 of the forwards).
+and steps instead (hprune.analysis.profile_fast: one process, 1/16 of the forwards).
 """
 
 import time
 
-from hprune.arch.units import NORM_MODES, SCOPES
-from hprune.errors import HpruneError
+from hprune.model.units import NORM_MODES, SCOPES
+from hprune.core.errors import HpruneError
 
 DTYPES = ("bfloat16", "float16", "float32")  # torch dtype names
 
@@ -41,8 +41,8 @@ def add_arguments(parser):
 
 
 def config_from(args):
-    from hprune.profile import ProfileConfig
-    from hprune.profile_fast import PROXY, FastProfileConfig
+    from hprune.analysis.profile import ProfileConfig
+    from hprune.analysis.profile_fast import PROXY, FastProfileConfig
 
     fast = (FastProfileConfig, PROXY, 16, 2)
     cls, metric, n_prompts, steps = fast if args.fast else (ProfileConfig, "shapes", 64, None)
@@ -57,8 +57,8 @@ def run(args) -> int:
     import torch
     from accelerate import PartialState
 
-    from hprune.profile import profile
-    from hprune.profile_fast import profile_fast
+    from hprune.analysis.profile import profile
+    from hprune.analysis.profile_fast import profile_fast
 
     config = config_from(args)
     state = PartialState(cpu=not torch.cuda.is_available())

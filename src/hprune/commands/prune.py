@@ -5,10 +5,10 @@ pruned before: the new plan is composed with the old one (their union)."""
 
 from pathlib import Path
 
-from hprune.arch import get_adapter
-from hprune.arch.units import Unit
-from hprune.errors import HpruneError
-from hprune.plan import Plan
+from hprune.model import get_adapter
+from hprune.model.units import Unit
+from hprune.core.errors import HpruneError
+from hprune.planning.plan import Plan
 
 
 def add_arguments(parser):
@@ -57,10 +57,10 @@ def _norm_means(plan: Plan, args):
 
 
 def run(args) -> int:
-    from hprune.compile import block_shapes, shapes_line
+    from hprune.model.compile import block_shapes, shapes_line
     from hprune.folders import load, pipeline_folder, save
     from hprune.folders.atomic import check_out
-    from hprune.surgery import prune_
+    from hprune.prune.surgery import prune_
 
     check_out(Path(args.out), args.overwrite)
     model = load(args.model)

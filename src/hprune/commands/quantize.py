@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hprune.cuda import AUTO, DEVICE_HELP, resolve_device
-from hprune.errors import HpruneError
+from hprune.core.cuda import AUTO, DEVICE_HELP, resolve_device
+from hprune.core.errors import HpruneError
 from hprune.quant.names import BACKEND_NAMES, DEFAULT_BACKEND
 
 
@@ -35,7 +35,7 @@ def run(args) -> int:
 
     from hprune.folders import Manifest, load, model_folder, pipeline_folder, save
     from hprune.folders.atomic import check_out
-    from hprune.quantize import QuantConfig, quantize_, weight_bytes
+    from hprune.quant.quantize import QuantConfig, quantize_, weight_bytes
 
     config = QuantConfig(backend=args.backend, group_size=args.group_size, skip=tuple(args.skip), double_quant=not args.no_double_quant)
     check_out(Path(args.out))

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from hprune.errors import HpruneError
-from hprune.plan import check_ratio
-from hprune.scoring import load_run
+from hprune.core.errors import HpruneError
+from hprune.planning.plan import check_ratio
+from hprune.planning.scoring import load_run
 
 
 def add_arguments(parser):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 
 # Commands that write check --out before they run (cli.check_outputs); --out here is a run folder.
 OUTPUTS = {"--out": "folder"}
@@ -62,7 +62,7 @@ def run(args) -> int:
 def prepare(args, recipe):
     """Every check that can fail before anything is written; returns the run's context."""
     from hprune.runs.context import RunContext
-    from hprune.runs.layout import RunLayout
+    from hprune.folders.run_layout import RunLayout
 
     if not args.model:
         raise HpruneError("name a MODEL: hprune run shapes-sd3 --ratio 0.2 (or a diffusers pipeline folder).")
@@ -76,7 +76,7 @@ def prepare(args, recipe):
 def _checked(args, recipe, model: str | None = None):
     """(ratio, effective recipe, device) after the run's checks of them; without a model, the
     checks that do not depend on it (--show-recipe without MODEL)."""
-    from hprune.plan import check_ratio
+    from hprune.planning.plan import check_ratio
     from hprune.runs.runner import model_family
 
     ratio = check_ratio(args.ratio, "--ratio")
@@ -95,7 +95,7 @@ def _checked(args, recipe, model: str | None = None):
 def _with_paper_alpha(recipe, family: str | None):
     """plan.alpha unset: the paper's value for the family, written into the effective recipe."""
     from hprune.runs.recipe import with_changes
-    from hprune.scoring import PAPER_ALPHA
+    from hprune.planning.scoring import PAPER_ALPHA
 
     if recipe.plan.alpha is not None or family not in PAPER_ALPHA:
         return recipe
@@ -105,7 +105,7 @@ def _with_paper_alpha(recipe, family: str | None):
 def _shown_recipe(args, recipe) -> str:
     """--show-recipe: the recipe a run would use, checked as the run checks it."""
     from hprune.runs.recipe import to_toml
-    from hprune.scoring import PAPER_ALPHA
+    from hprune.planning.scoring import PAPER_ALPHA
 
     recipe = prepare(args, recipe).recipe if args.model else _checked(args, recipe)[1]
     if recipe.plan.alpha is not None:

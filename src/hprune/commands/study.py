@@ -53,7 +53,7 @@ def create(args) -> int:
 
 
 def serve(args) -> int:
-    from hprune.errors import HpruneError
+    from hprune.core.errors import HpruneError
     from hprune.study import db
     from hprune.study.server import serve as serve_study
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from hprune.files import default_mode
+from hprune.core.files import default_mode
 
 LATEST = "latest"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 
 OPTIMIZERS = ("adamw", "sgd", "adamw8bit")  # adamw8bit: bitsandbytes' AdamW8bit, on a CUDA GPU
 # How `accelerate launch --num_processes N` spreads the student (hprune.distill.parallel).

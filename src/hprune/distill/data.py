@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from hprune.errors import HpruneError
-from hprune.files import default_mode
+from hprune.core.errors import HpruneError
+from hprune.core.files import default_mode
 
 KEYS = ("x0", "seq", "pooled")
 

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
-from hprune.arch import get_adapter
-from hprune.arch.base import count_params
-from hprune.arch.units import Unit
-from hprune.errors import HpruneError
+from hprune.model import get_adapter
+from hprune.model.base import count_params
+from hprune.model.units import Unit
+from hprune.core.errors import HpruneError
 
 # Non-block modules after the last block; everything else outside blocks is an input embedder.
 OUTPUT_MODULES = ("norm_out", "proj_out")

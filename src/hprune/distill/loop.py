@@ -11,18 +11,18 @@ from pathlib import Path
 
 import torch
 
-from hprune.cuda import avoid_cudnn_attention
+from hprune.core.cuda import avoid_cudnn_attention
 from hprune.distill import parallel
 from hprune.distill.checkpoint import latest_checkpoint, load_checkpoint
 from hprune.distill.config import DistillConfig
 from hprune.distill.data import DistillData, draw_batch
 from hprune.distill.freeze import block_scales, match_blocks, param_groups, pwp_boundary, trains
 from hprune.distill.losses import FeatureTap, feature_loss, kd_loss
-from hprune.flow import velocity_fn
-from hprune.errors import HpruneError
-from hprune.progress import Progress
-from hprune.provenance import record
-from hprune.surgery import prune_
+from hprune.model.flow import velocity_fn
+from hprune.core.errors import HpruneError
+from hprune.core.progress import Progress
+from hprune.core.provenance import record
+from hprune.prune.surgery import prune_
 
 LOSS_CSV = "loss.csv"
 SUMMARY = "training_summary.json"
@@ -184,7 +184,7 @@ def _compile(teacher, student) -> None:
     is raised to fit all of them, and a hit fails instead of silently running eager."""
     import torch._dynamo
 
-    from hprune.compile import RECOMPILES_PER_SHAPE, compile_blocks_, raise_recompile_limit
+    from hprune.model.compile import RECOMPILES_PER_SHAPE, compile_blocks_, raise_recompile_limit
 
     shapes = sum(compile_blocks_(teacher).values()) + sum(compile_blocks_(student).values())
     raise_recompile_limit(4 * RECOMPILES_PER_SHAPE * shapes)

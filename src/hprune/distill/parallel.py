@@ -26,7 +26,7 @@ import torch
 
 from hprune.distill.checkpoint import latest_checkpoint, save_checkpoint
 from hprune.distill.data import Batch
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 
 
 def process_state():

@@ -6,9 +6,9 @@ import logging
 from collections import defaultdict
 from pathlib import Path
 
-from hprune.arch.units import Unit
-from hprune.errors import HpruneError
-from hprune.files import read_jsonl
+from hprune.model.units import Unit
+from hprune.core.errors import HpruneError
+from hprune.core.files import read_jsonl
 
 log = logging.getLogger("hprune")
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from hprune.distill.data import DistillData
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 DATA_FILE = "distill_data-{key}.safetensors"  # in the run folder, keyed by what made it
@@ -57,7 +57,7 @@ def shapes_data(pipe, n: int, seed: int = 0, empty_fraction: float = 0.1, chunk:
     from hprune.toy.pipeline import to_model_space
     from hprune.toy.splits import sample_training_batch
 
-    from hprune.progress import progress as progress_bar
+    from hprune.core.progress import progress as progress_bar
 
     rng = np.random.default_rng(seed)
     with progress_bar(desc=f"distillation data: render {n} images", total=1, unit="set", enabled=progress) as bar:
@@ -77,7 +77,7 @@ def teacher_data(pipe, prompts: list[str], seed: int = 0, steps: int | None = No
     give images in [-1, 1]; diffusers pipelines their final latents (no VAE round trip)."""
     from tqdm.auto import tqdm
 
-    from hprune.profile import CalibItem, ProfileConfig, make_sampler
+    from hprune.analysis.profile import CalibItem, ProfileConfig, make_sampler
     from hprune.toy.pipeline import ShapesPipeline, to_model_space
 
     items = [CalibItem(p, seed + i) for i, p in enumerate(prompts)]
@@ -142,7 +142,7 @@ def _imagefolder(folder: Path) -> list[tuple[object, str]]:
 def folder_data(pipe, folder: str | Path, size: int, chunk: int = 8, progress: bool = False) -> DistillData:
     """VAE latents and text embeddings of an image folder with captions (metadata.jsonl as
     Hugging Face imagefolder, or image.png + image.txt) for a real SD3/FLUX diffusers pipeline."""
-    from hprune.progress import progress as progress_bar
+    from hprune.core.progress import progress as progress_bar
 
     pairs = _images_and_captions(Path(folder))
     latents, seqs, pools = [], [], []

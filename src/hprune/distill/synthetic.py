@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import torch
 
-from hprune.arch import get_adapter
+from hprune.model import get_adapter
 from hprune.distill.data import DistillData
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 
 # tokens the SD3 (CLIP 77 + T5 256) and FLUX (T5 512) pipelines feed by default
 TEXT_TOKENS = {"sd3": 77 + 256, "flux": 512}

@@ -9,7 +9,7 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 
 
 def check_out(out: Path, overwrite: bool = False) -> None:

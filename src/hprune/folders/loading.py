@@ -14,16 +14,16 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from hprune.arch import adapter_for_class
-from hprune.errors import HpruneError
+from hprune.model import adapter_for_class
+from hprune.core.errors import HpruneError
 from hprune.folders.manifest import MANIFEST, Manifest
 from hprune.folders.paths import MODEL_INDEX, model_folder, pipeline_folder
 from hprune.folders.weights import read_state
-from hprune.plan import Plan, compose
-from hprune.provenance import restore, steps_of
+from hprune.planning.plan import Plan, compose
+from hprune.core.provenance import restore, steps_of
 from hprune.quant import get_backend
-from hprune.quantize import QuantConfig, quant_state
-from hprune.surgery import check_plan_signature, prune_
+from hprune.quant.quantize import QuantConfig, quant_state
+from hprune.prune.surgery import check_plan_signature, prune_
 
 
 def load(path: str | Path, torch_dtype: torch.dtype | None = None, device: str | torch.device = "cpu") -> nn.Module:
@@ -113,7 +113,7 @@ def load_pipeline(path: str | Path, torch_dtype: torch.dtype | None = None, devi
     teacher's name) with its transformer loaded by `load`. Shapes pipelines load
     as hprune's ShapesPipeline (float32 unless `torch_dtype`). A diffusers pipeline
     whose transformer was pruned or quantized takes block indices of the original
-    model in `skip_guidance_layers` and in LoRA files (hprune.arch.original_indices)."""
+    model in `skip_guidance_layers` and in LoRA files (hprune.model.original_indices)."""
     from hprune.toy.pipeline import PIPELINES, SHIPPED
 
     folder = pipeline_folder(path)
@@ -138,7 +138,7 @@ def load_pipeline(path: str | Path, torch_dtype: torch.dtype | None = None, devi
         raise HpruneError(f"could not load the pipeline components in {folder} ({err}); copy the folder again.") from None
     pipe.set_progress_bar_config(disable=True)
     if not shapes and (steps_of(transformer, "prune") or quant is not None):
-        from hprune.arch.original_indices import with_original_indices
+        from hprune.model.original_indices import with_original_indices
 
         pipe = with_original_indices(pipe)
     return pipe.to(device)

@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 from hprune.folders.paths import CONFIG
 
 MANIFEST = "hprune.json"

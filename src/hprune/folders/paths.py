@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 
 CONFIG = "config.json"
 MODEL_INDEX = "model_index.json"

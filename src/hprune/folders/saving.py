@@ -8,15 +8,15 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from hprune.files import default_mode
+from hprune.core.files import default_mode
 from hprune.folders.atomic import atomic_folder
 from hprune.folders.manifest import Manifest
 from hprune.folders.paths import CONFIG, pipeline_folder
 from hprune.folders.weights import write_state
-from hprune.provenance import base_config, history
+from hprune.core.provenance import base_config, history
 from hprune.quant import get_backend
 from hprune.quant.serialize import diffusers_quantization_config
-from hprune.quantize import quant_state
+from hprune.quant.quantize import quant_state
 
 
 def save(model: nn.Module, out: str | Path, source: str | Path | None = None, overwrite: bool = False) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 
 SAFETENSORS_FILE = "diffusion_pytorch_model.safetensors"  # the name diffusers looks for
 TORCH_FILE = "hprune_weights.pt"

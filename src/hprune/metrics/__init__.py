@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 
 
 class Metric(ABC):
@@ -64,7 +64,7 @@ def check_scores(metric: Metric, scores: dict[str, np.ndarray], n: int) -> dict[
 
 
 class ShapesMetric(Metric):
-    """ShapesEval from the testbed (`hprune.metrics.shapes`), per image.
+    """ShapesEval from the testbed (`hprune.toy.shapes_eval`), per image.
 
     `semantic` is GenEval-like correctness (0/1), `quality` the HPSv2-like
     image quality; P (`score`) is their mean, so dP weighs both as the
@@ -77,7 +77,7 @@ class ShapesMetric(Metric):
     alignment = "semantic"
 
     def score(self, images, prompts, scenes=None):
-        from hprune.metrics.shapes import evaluate
+        from hprune.toy.shapes_eval import evaluate
 
         if scenes is None:
             # A shapes prompt says everything its scene holds.

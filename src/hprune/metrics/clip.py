@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 from hprune.metrics import Metric
 
 BATCH = 64

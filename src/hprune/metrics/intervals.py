@@ -6,7 +6,7 @@ prompts and sampling seeds for the teacher and every row):
 `ImageScores(semantic, quality, category)`, one value per image. Degradation
 is the mean relative drop of the semantic score (mean over categories of each
 category's share of correct images) and the quality score (mean over images),
-as in `hprune.ablate.degradation`.
+as in `hprune.experiments.ablate.degradation`.
 """
 
 from __future__ import annotations

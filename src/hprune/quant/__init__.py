@@ -1,4 +1,4 @@
-"""Quantization backends behind one small interface (see hprune.quantize).
+"""Quantization backends behind one small interface (see hprune.quant.quantize).
 
 Each backend module defines a `Backend` instance; this registry is the only
 place that loads them. Their names are declared in hprune.quant.names, which
@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 
 if TYPE_CHECKING:
     import torch.nn as nn

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from hprune.arch.units import BLOCK, JOINT_SUBS, SINGLE_SUBS, Unit
-from hprune.errors import HpruneError
-from hprune.scoring import (
+from hprune.model.units import BLOCK, JOINT_SUBS, SINGLE_SUBS, Unit
+from hprune.core.errors import HpruneError
+from hprune.planning.scoring import (
     RANKERS, PlanConfig, RunData, bkscore_scores, hpp_scores, koala_scores, lastk_scores, plan_for_run, ranked,
     resolved_alpha, single_unit_drops,
 )

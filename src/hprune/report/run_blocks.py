@@ -8,8 +8,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hprune.errors import HpruneError
-from hprune.runs.layout import RunLayout
+from hprune.core.errors import HpruneError
+from hprune.folders.run_layout import RunLayout
 
 
 @dataclass

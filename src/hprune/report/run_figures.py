@@ -12,7 +12,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from hprune.report.analysis import draw_contribution
-from hprune.scoring import RunData
+from hprune.planning.scoring import RunData
 
 THUMB = 160  # pixels on the long side of a sample in the grid
 

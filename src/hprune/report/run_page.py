@@ -25,10 +25,10 @@ import html
 import re
 from pathlib import Path
 
-from hprune.files import write_atomic
+from hprune.core.files import write_atomic
 from hprune.report.run_blocks import Code, Image, Section, Table, Text, read_run_info
 from hprune.report.run_sections import build_sections
-from hprune.runs.layout import REPORT_FILES, RunLayout
+from hprune.folders.run_layout import REPORT_FILES, RunLayout
 
 
 def write_report(run_dir: str | Path) -> tuple[Path, Path]:

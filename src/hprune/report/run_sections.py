@@ -1,5 +1,5 @@
 """The six sections of a run report, each built from the files of the run folder that
-`hprune.runs.layout` declares. A section whose file is not there yet (the run stopped
+`hprune.folders.run_layout` declares. A section whose file is not there yet (the run stopped
 before that stage, or has no quantization) says so in one sentence."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import math
 import shlex
 from pathlib import Path
 
-from hprune.plan import Plan
+from hprune.planning.plan import Plan
 from hprune.report.run_figures import contribution_png, loss_png, thumbnail_png
 from hprune.report.run_blocks import Code, Image, Section, Table, Text, read_json
-from hprune.runs.layout import STAGES, VARIANTS, RunLayout
-from hprune.scoring import RunData, load_run
+from hprune.folders.run_layout import STAGES, VARIANTS, RunLayout
+from hprune.planning.scoring import RunData, load_run
 
 MAX_PROMPTS = 8  # rows of the sample grid
 LOSS_CSV = "loss.csv"  # hprune.distill.loop.LOSS_CSV, named here so the report does not import torch
@@ -152,7 +152,7 @@ def memory(layout: RunLayout) -> Section:
 
 
 def samples(layout: RunLayout) -> Section:
-    from hprune.generate import read_records
+    from hprune.generate.images import read_records
 
     section = Section("samples", "Samples: same prompts and seeds")
     records = {v: read_records(layout.samples(v)) for v in VARIANTS}

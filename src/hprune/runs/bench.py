@@ -17,7 +17,7 @@ GIB = 1024**3
 
 
 def bench_block(ctx: RunContext) -> dict | None:
-    """The MEMORY "bench" block (hprune.runs.layout), or None without a GPU."""
+    """The MEMORY "bench" block (hprune.folders.run_layout), or None without a GPU."""
     import torch
 
     if ctx.device != "cuda":
@@ -31,7 +31,7 @@ def bench_block(ctx: RunContext) -> dict | None:
 
 
 def _step_inputs(ctx: RunContext) -> dict:
-    from hprune.profile import CalibItem, make_sampler
+    from hprune.analysis.profile import CalibItem, make_sampler
     from hprune.runs.samples import eval_items
 
     item = eval_items(ctx)[0]

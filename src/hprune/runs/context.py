@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hprune.runs.layout import RunLayout
+from hprune.folders.run_layout import RunLayout
 from hprune.runs.recipe import Recipe
 
 
@@ -34,7 +34,7 @@ class RunContext:
     def pipe(self):
         """The teacher's pipeline, loaded once per process."""
         if self._pipe is None:
-            from hprune.cuda import avoid_cudnn_attention
+            from hprune.core.cuda import avoid_cudnn_attention
             from hprune.folders import load_pipeline
 
             avoid_cudnn_attention()

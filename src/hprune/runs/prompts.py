@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 
 DEFAULT_PROMPTS = Path(__file__).parent / "prompts.txt"
 DEFAULT_EVAL_PROMPTS = Path(__file__).parent / "eval_prompts.txt"

@@ -3,7 +3,7 @@
 A recipe has one table per stage; each table is a config dataclass whose
 defaults are the library's (declared once, in that dataclass):
 
-    [analysis]  hprune.profile.ProfileConfig     the contribution analysis
+    [analysis]  hprune.analysis.profile.ProfileConfig     the contribution analysis
     [plan]      PlanSettings                     HPP's alpha and r_thres
     [distill]   hprune.distill.DistillConfig     the training loop
     [data]      DataSettings                     what the student learns from
@@ -29,7 +29,7 @@ import tomllib
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 
 RECIPES = Path(__file__).parent / "recipes"
 DEFAULT_RECIPE = "shapes-cpu"
@@ -104,7 +104,7 @@ class RunSettings:
 
 def _sections() -> dict[str, type]:
     from hprune.distill.config import DistillConfig
-    from hprune.profile import ProfileConfig
+    from hprune.analysis.profile import ProfileConfig
 
     return {"analysis": ProfileConfig, "plan": PlanSettings, "distill": DistillConfig, "data": DataSettings,
             "quantize": QuantSettings, "evaluate": EvalSettings, "run": RunSettings}

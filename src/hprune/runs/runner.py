@@ -20,10 +20,10 @@ import tomllib
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hprune.errors import HpruneError
-from hprune.files import write_atomic, write_json
+from hprune.core.errors import HpruneError
+from hprune.core.files import write_atomic, write_json
 from hprune.runs.context import RunContext
-from hprune.runs.layout import STAGES, VARIANTS, RunLayout
+from hprune.folders.run_layout import STAGES, VARIANTS, RunLayout
 from hprune.runs.recipe import to_toml
 
 KILL_AT = "HPRUNE_TEST_KILL_AT"  # tests only: see _test_kill_point
@@ -75,7 +75,7 @@ def _check_same(layout: RunLayout, info: dict, recipe_text: str) -> None:
 
 def _paper_alpha_written(text: str, family: str | None) -> str:
     """A recipe.toml saved before runs wrote the family's alpha out ('# alpha = (none)'), as it is saved now."""
-    from hprune.scoring import PAPER_ALPHA
+    from hprune.planning.scoring import PAPER_ALPHA
 
     if family not in PAPER_ALPHA:
         return text
@@ -166,7 +166,7 @@ def _progress(layout: RunLayout, stage: str) -> str:
 
 
 def _analysis_progress(layout: RunLayout) -> str:
-    from hprune.files import read_jsonl
+    from hprune.core.files import read_jsonl
 
     return f"{len(read_jsonl(OUTPUTS['analysis'](layout)))} variants scored so far"
 
@@ -216,7 +216,7 @@ def _family(ctx: RunContext) -> str:
 
 def model_family(model: str) -> str:
     """sd3 or flux, from the transformer's config.json (nothing is loaded)."""
-    from hprune.arch import adapter_for_class
+    from hprune.model import adapter_for_class
     from hprune.folders.paths import model_folder
 
     config = json.loads((model_folder(model) / "config.json").read_text())
@@ -224,7 +224,7 @@ def model_family(model: str) -> str:
 
 
 def _versions() -> dict:
-    from hprune.profile import versions
+    from hprune.analysis.profile import versions
 
     return versions()
 

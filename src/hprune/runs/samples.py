@@ -1,6 +1,6 @@
 """The generate stage: every variant draws the same prompts from the same seeds.
 
-One sampler (hprune.profile's, so sampling matches the analysis) encodes the
+One sampler (hprune.analysis.profile's, so sampling matches the analysis) encodes the
 prompts once; each variant's transformer is swapped into the teacher's pipeline.
 Each variant's folder is written whole or not at all, in `hprune generate`'s
 format (so `hprune eval` and `hprune study create` read it), with `model.json`
@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from hprune.files import write_json
-from hprune.generate import Item, write_generation
+from hprune.core.files import write_json
+from hprune.generate.images import Item, write_generation
 from hprune.runs.context import RunContext
-from hprune.runs.layout import VARIANTS
+from hprune.folders.run_layout import VARIANTS
 
 MODEL_INFO = "model.json"
 
@@ -45,7 +45,7 @@ def variant_folders(ctx: RunContext) -> dict[str, Path | None]:
 def generate_variants(ctx: RunContext) -> dict[str, int]:
     """Draw every variant not drawn yet; returns variant -> number of images."""
     from hprune.folders.atomic import atomic_folder
-    from hprune.profile import CalibItem, make_sampler
+    from hprune.analysis.profile import CalibItem, make_sampler
 
     items, pipe = eval_items(ctx), ctx.pipe()
     steps = ctx.recipe.evaluate.steps or ctx.recipe.analysis.steps

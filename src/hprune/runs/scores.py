@@ -1,11 +1,11 @@
 """The evaluate stage: score every variant's samples, compare with the teacher.
 
-Writes scores.json and memory.json (formats in hprune.runs.layout). The shapes
+Writes scores.json and memory.json (formats in hprune.folders.run_layout). The shapes
 testbed is scored with ShapesEval (semantic and quality, per category); a real
 model with the recipe's metric (`clip:/path`, `hps:/path`, ...), each component
 per image. Standard errors are over the prompts: std / sqrt(n).
 Degradation is the mean relative drop of the metric's components against the
-teacher (for ShapesEval: semantic and quality, as hprune.ablate.degradation).
+teacher (for ShapesEval: semantic and quality, as hprune.experiments.ablate.degradation).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hprune.files import write_json
+from hprune.core.files import write_json
 from hprune.runs.context import RunContext
-from hprune.runs.layout import VARIANT_STAGE, VARIANTS
+from hprune.folders.run_layout import VARIANT_STAGE, VARIANTS
 from hprune.runs.samples import MODEL_INFO
 
 VARIANT_SCORES = "scores.json"  # in samples/<variant>/: its entry of the run's scores.json, before degradation
@@ -55,7 +55,7 @@ def _scored(name: str, folder: Path, metric, shapes: bool) -> dict:
 
 
 def _score_variant(name: str, folder: Path, metric, shapes: bool) -> dict:
-    from hprune.generate import read_records
+    from hprune.generate.images import read_records
 
     records = [r for _, r in sorted(read_records(folder).items())]
     images = np.stack([_image(folder / r["path"]) for r in records])
@@ -71,7 +71,7 @@ def _score_variant(name: str, folder: Path, metric, shapes: bool) -> dict:
 
 
 def _shapes_fields(images: np.ndarray, records: list[dict]) -> tuple[dict, dict]:
-    from hprune.metrics.shapes import evaluate
+    from hprune.toy.shapes_eval import evaluate
 
     report = evaluate(images, _scenes(records))
     semantic = np.array([float(p["correct"]) for p in report.per_prompt])

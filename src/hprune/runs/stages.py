@@ -8,12 +8,12 @@ from __future__ import annotations
 import copy
 from dataclasses import replace
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 from hprune.runs.context import RunContext
 
 
 def analysis(ctx: RunContext) -> str:
-    from hprune.profile import profile
+    from hprune.analysis.profile import profile
 
     cfg = ctx.recipe.analysis
     rows = profile(ctx.pipe(), cfg, ctx.layout.analysis, model_name=ctx.model, progress=ctx.progress)
@@ -21,7 +21,7 @@ def analysis(ctx: RunContext) -> str:
 
 
 def plan(ctx: RunContext) -> str:
-    from hprune.scoring import load_run, plan_for_run
+    from hprune.planning.scoring import load_run, plan_for_run
 
     settings = ctx.recipe.plan
     made = plan_for_run(load_run(ctx.layout.analysis), "hpp", ctx.ratio, alpha=settings.alpha,
@@ -34,8 +34,8 @@ def plan(ctx: RunContext) -> str:
 
 def prune(ctx: RunContext) -> str:
     from hprune.folders import save
-    from hprune.plan import Plan
-    from hprune.surgery import prune_
+    from hprune.planning.plan import Plan
+    from hprune.prune.surgery import prune_
 
     teacher = ctx.pipe().transformer
     model = prune_(copy.deepcopy(teacher), Plan.load(ctx.layout.plan), ctx.norm_means())
@@ -48,7 +48,7 @@ def distill(ctx: RunContext) -> str:
     from hprune.distill import distill as train
     from hprune.distill.sensitivity import load_sensitivity
     from hprune.folders import save
-    from hprune.plan import Plan
+    from hprune.planning.plan import Plan
 
     if ctx.recipe.data.source == "none":
         return "skipped (data.source = none): the pruned model is not trained"
@@ -107,7 +107,7 @@ def quantize(ctx: RunContext) -> str:
     if backend == "none":
         final, summary = source, "no quantization"
     else:
-        from hprune.quantize import QuantConfig, quantize_
+        from hprune.quant.quantize import QuantConfig, quantize_
 
         model = ctx.load_model(source)
         result = quantize_(model, QuantConfig(backend=backend))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 from hprune.study import db, web
 from hprune.study.app import conn_of, render
 from hprune.study.chart import bar_chart

@@ -17,7 +17,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 from hprune.study import db, flow, web
 
 HERE = Path(__file__).parent

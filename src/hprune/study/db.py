@@ -46,7 +46,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
 
 def check_study(path: str | Path) -> None:
     """Raise HpruneError unless `path` is a study file that `hprune study create` made."""
-    from hprune.errors import HpruneError
+    from hprune.core.errors import HpruneError
 
     if not Path(path).is_file():
         raise HpruneError(f"{path} does not exist; pass a file made by `hprune study create`.")

@@ -12,11 +12,11 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from hprune.errors import HpruneError
-from hprune.files import read_jsonl
+from hprune.core.errors import HpruneError
+from hprune.core.files import read_jsonl
 from hprune.study import db
 
-LOG = "generations.jsonl"  # as hprune.generate writes them
+LOG = "generations.jsonl"  # as hprune.generate.images writes them
 SETTINGS = "generation.json"
 
 

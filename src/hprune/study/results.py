@@ -7,7 +7,7 @@ import csv
 import io
 from dataclasses import dataclass
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 from hprune.study import db
 from hprune.study.stats import Estimate, mos, relative_drop, share
 

@@ -21,8 +21,8 @@ import torch
 from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel, SD3Transformer2DModel
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 
-from hprune.errors import HpruneError
-from hprune.flow import flux_velocity, sd3_velocity
+from hprune.core.errors import HpruneError
+from hprune.model.flow import flux_velocity, sd3_velocity
 from hprune.toy.text_encoder import ShapesTextEncoder
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"

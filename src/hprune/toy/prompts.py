@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 from hprune.toy.world import (
     BACKGROUNDS,
     COLORS,

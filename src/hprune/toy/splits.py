@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 from hprune.toy.prompts import PATTERNS, TEXTURED_FILLS, describe, parse
 from hprune.toy.render import render
 from hprune.toy.world import (

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 
 PAD, CLS = "<pad>", "<cls>"
 _WORD = re.compile(r"[a-z0-9]+")

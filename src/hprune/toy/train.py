@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from hprune.cuda import avoid_cudnn_attention
-from hprune.errors import HpruneError
+from hprune.core.cuda import avoid_cudnn_attention
+from hprune.core.errors import HpruneError
 from hprune.toy.pipeline import ArchConfig, ShapesPipeline, build_pipeline, load_pipeline, to_model_space
 
 # The shipped teachers. Widths are set by the size budget (< 20 MB each in
@@ -147,7 +147,7 @@ def sample_val(pipe: ShapesPipeline, items, cfg: TrainConfig, guidance: float, s
 
 
 def evaluate_val(pipe, val: "ValSet", cfg: TrainConfig, guidance: float, shift: float) -> dict:
-    from hprune.metrics.shapes import evaluate
+    from hprune.toy.shapes_eval import evaluate
 
     report = evaluate(sample_val(pipe, val.items, cfg, guidance, shift), [item.prompt for item in val.items])
     return {"guidance_scale": guidance, "shift": shift, "semantic": report.semantic, "quality": report.quality,
@@ -199,7 +199,7 @@ class ValSet:
     """The val items and the quality of exact renders of them (the quality bar is relative to it)."""
 
     def __init__(self, per_category: int):
-        from hprune.metrics.shapes import evaluate
+        from hprune.toy.shapes_eval import evaluate
         from hprune.toy.prompts import parse
         from hprune.toy.render import render_scene
         from hprune.toy.splits import eval_set

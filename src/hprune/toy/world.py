@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from hprune.errors import HpruneError
+from hprune.core.errors import HpruneError
 
 CANVAS = 64  # images are CANVAS x CANVAS RGB
 

@@ -1,0 +1,2 @@
+"""The experiment harness (the paper's ablation tables, `hprune ablate`) and the tour
+(`python -m hprune.experiments.demo`). Nothing in the library imports it."""

@@ -1,0 +1,1 @@
+"""Generation: prompts -> images, in memory or into a folder."""

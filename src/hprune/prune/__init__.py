@@ -1,0 +1,1 @@
+"""Pruning: remove a plan's units from a model, reversibly (analysis) or for good (`prune_`)."""

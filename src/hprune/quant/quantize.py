@@ -1,0 +1,127 @@
+"""Post-training 4-bit weight quantization of a diffusion transformer (stage 3).
+
+One config, one in-place entry: `quantize_(model, QuantConfig(backend=...))`.
+Backends live in hprune.quant. The step is recorded in the model's history, so
+`hprune.save` writes a folder that `hprune.load` restores with any backend
+(bnb-nf4 folders also load in plain diffusers, through the
+`quantization_config` in config.json, when no subcomponent was pruned).
+
+Which layers stay 16-bit: by default none. Every nn.Linear of the transformer
+is quantized, as in the authors' code, because the memory target leaves no
+room (6.45B parameters at 4.125 bits is already 3.10 GiB). `skip` takes
+glob patterns of full module names (e.g. "proj_out" or "*.norm1.linear") for
+layers to keep; a backend also keeps the layers its kernel cannot take
+(w4fp8: in_features not a multiple of 128), and the result lists them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+
+from hprune.core.errors import HpruneError
+from hprune.core.provenance import record, steps_of
+from hprune.quant import backends, get_backend
+from hprune.quant.names import DEFAULT_BACKEND
+COMPUTE_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class QuantConfig:
+    backend: str = DEFAULT_BACKEND
+    group_size: int | None = None  # inputs per scale; 0 = one per row (w4fp8 only). None: w4fp8 0 (its fast path), else 128
+    skip: tuple[str, ...] = ()
+    compute_dtype: str = "bfloat16"
+    double_quant: bool = True  # bnb-nf4: quantize the block scales too (the paper's setting)
+
+    def __post_init__(self):
+        self.skip = tuple(self.skip)
+        if self.group_size is None:
+            self.group_size = 0 if self.backend == "w4fp8" else 128
+        problems = []
+        if self.backend not in backends():
+            problems.append(f"backend '{self.backend}' is not one of {sorted(backends())}")
+        if self.group_size not in (0, 32, 64, 128, 256):
+            problems.append(f"group_size {self.group_size} is not one of 0, 32, 64, 128, 256")
+        if self.backend == "w4fp8" and self.group_size not in (0, 128):
+            problems.append("backend w4fp8 takes group_size 128 or 0 (one scale per row)")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            problems.append(f"compute_dtype '{self.compute_dtype}' is not one of {sorted(COMPUTE_DTYPES)}")
+        if problems:
+            raise HpruneError("invalid quantization config: " + "; ".join(problems) + ".")
+
+    @property
+    def torch_compute_dtype(self) -> torch.dtype:
+        return COMPUTE_DTYPES[self.compute_dtype]
+
+
+@dataclass
+class QuantResult:
+    backend: str
+    quantized: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # linears left in 16 bit, by `skip` or the kernel
+
+
+def select_linears(model: nn.Module, config: QuantConfig) -> QuantResult:
+    backend = get_backend(config.backend)
+    result = QuantResult(config.backend)
+    for name, module in model.named_modules():
+        if type(module) is not nn.Linear:
+            continue
+        skipped = any(fnmatch.fnmatchcase(name, pattern) for pattern in config.skip)
+        (result.kept if skipped or not backend.supports(module) else result.quantized).append(name)
+    return result
+
+
+def quantize_(model: nn.Module, config: QuantConfig) -> QuantResult:
+    """Replace the model's linear layers by 4-bit ones, in place."""
+    backend = get_backend(config.backend)
+    backend.check()
+    if quant_state(model) is not None:
+        raise HpruneError("this model is already quantized; quantize the 16-bit (pruned) model instead.")
+    result = select_linears(model, config)
+    if not result.quantized:
+        raise HpruneError(f"no linear layer to quantize (skip patterns {config.skip} took them all); loosen --skip.")
+    with torch.no_grad():
+        backend.convert(model, result.quantized, config)
+    record(model, "quantize", config=asdict(config), quantized=result.quantized, kept=result.kept)
+    return result
+
+
+def quant_state(model: nn.Module) -> tuple[QuantConfig, QuantResult] | None:
+    """How `model` was quantized (from its history), or None for a 16-bit model."""
+    steps = steps_of(model, "quantize")
+    if not steps:
+        return None
+    step = steps[-1]
+    config = QuantConfig(**step["config"])
+    return config, QuantResult(config.backend, list(step["quantized"]), list(step["kept"]))
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes of parameters and buffers as stored (quantized tensors count their packed size)."""
+    seen, total = set(), 0
+    for t in [*model.parameters(), *model.buffers()]:
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += _storage_bytes(t)
+    for module in model.modules():  # bnb keeps its block scales beside the weight
+        state = getattr(getattr(module, "weight", None), "quant_state", None)
+        total += _quant_state_bytes(state) if state is not None else 0
+    return total
+
+
+def _storage_bytes(t: torch.Tensor) -> int:
+    inner = getattr(t, "__tensor_flatten__", None)
+    if inner is not None and type(t) not in (torch.Tensor, nn.Parameter) and not hasattr(t, "quant_state"):
+        names, _ = t.__tensor_flatten__()
+        return sum(_storage_bytes(getattr(t, n)) for n in names)
+    return t.numel() * t.element_size()
+
+
+def _quant_state_bytes(state) -> int:
+    total = sum(x.numel() * x.element_size() for x in (state.absmax, state.code) if x is not None)
+    return total + (_quant_state_bytes(state.state2) if getattr(state, "state2", None) is not None else 0)

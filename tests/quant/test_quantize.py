@@ -1,0 +1,159 @@
+import importlib.util
+
+import pytest
+import torch
+
+from hprune.core.errors import HpruneError
+from hprune.folders import load, save
+from hprune.quant.quantize import QuantConfig, quant_state, quantize_, select_linears, weight_bytes
+from hprune.model.testing import tiny_sd3
+
+
+def model128():
+    """A tiny SD3 whose linears are 128 wide, so every backend can take them."""
+    return tiny_sd3(num_layers=2, attention_head_dim=64, joint_attention_dim=128, caption_projection_dim=128,
+                    pooled_projection_dim=128).to(torch.bfloat16)
+
+
+def inputs(model):
+    g = torch.Generator().manual_seed(0)
+    return dict(hidden_states=torch.randn(1, 4, 8, 8, generator=g).bfloat16(), encoder_hidden_states=torch.randn(1, 5, 128, generator=g).bfloat16(),
+                pooled_projections=torch.randn(1, 128, generator=g).bfloat16(), timestep=torch.tensor([500.0]))
+
+
+def forward(model):
+    with torch.no_grad():
+        return model(**inputs(model)).sample.float()
+
+
+def test_config_names_every_bad_field():
+    with pytest.raises(HpruneError) as err:
+        QuantConfig(backend="nope", group_size=100, compute_dtype="int8")
+    for word in ("backend 'nope'", "group_size 100", "compute_dtype 'int8'"):
+        assert word in str(err.value)
+    with pytest.raises(HpruneError, match="w4fp8 takes group_size 128 or 0"):
+        QuantConfig(backend="w4fp8", group_size=64)
+
+
+def test_w4fp8_quantizes_every_linear_and_stays_close():
+    model = model128()
+    ref = forward(model)
+    before = weight_bytes(model)
+    result = quantize_(model, QuantConfig(backend="w4fp8"))
+    assert result.kept == [] and len(result.quantized) == len(select_linears(model128(), QuantConfig()).quantized)
+    assert weight_bytes(model) < 0.4 * before
+    err = ((forward(model) - ref).norm() / ref.norm()).item()
+    assert 0 < err < 0.2
+
+
+def test_skip_patterns_keep_layers_in_16_bit():
+    model = model128()
+    result = quantize_(model, QuantConfig(backend="w4fp8", skip=("proj_out", "*.norm1.linear")))
+    assert "proj_out" in result.kept and "transformer_blocks.0.norm1.linear" in result.kept
+    assert type(model.proj_out) is torch.nn.Linear
+
+
+def test_quantizing_twice_is_refused():
+    model = model128()
+    quantize_(model, QuantConfig(backend="w4fp8"))
+    with pytest.raises(HpruneError, match="already quantized"):
+        quantize_(model, QuantConfig(backend="w4fp8"))
+
+
+def test_w4fp8_save_load_round_trip(tmp_path):
+    model = model128()
+    quantize_(model, QuantConfig(backend="w4fp8", group_size=0))
+    out = forward(model)
+    save(model, tmp_path / "q")
+    loaded = load(tmp_path / "q")
+    assert torch.allclose(forward(loaded), out)
+    assert quant_state(loaded)[0].group_size == 0
+
+
+def test_saving_over_a_non_empty_folder_is_refused(tmp_path):
+    model = model128()
+    quantize_(model, QuantConfig(backend="w4fp8"))
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "x").write_text("x")
+    with pytest.raises(HpruneError, match="already exists"):
+        save(model, tmp_path / "q")
+
+
+def test_truncated_weights_fail_clearly(tmp_path):
+    model = model128()
+    quantize_(model, QuantConfig(backend="w4fp8"))
+    folder = save(model, tmp_path / "q")
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(HpruneError, match="truncated"):
+        load(folder)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="bitsandbytes not installed")
+def test_bnb_nf4_save_load_keeps_the_4bit_weights(tmp_path):
+    import bitsandbytes as bnb
+
+    model = model128()
+    quantize_(model, QuantConfig(backend="bnb-nf4"))
+    folder = save(model, tmp_path / "q")
+    assert "quantization_config" in (folder / "config.json").read_text()  # diffusers can load it too
+    loaded = load(folder)
+    for name in ("proj_out", "transformer_blocks.1.ff.net.2"):
+        a, b = model.get_submodule(name).weight, loaded.get_submodule(name).weight
+        assert isinstance(b, bnb.nn.Params4bit)
+        assert torch.equal(bnb.functional.dequantize_4bit(a.data, a.quant_state), bnb.functional.dequantize_4bit(b.data, b.quant_state))
+
+
+def test_missing_package_and_missing_gpu_say_what_to_do(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    with pytest.raises(HpruneError, match="pip install bitsandbytes"):
+        quantize_(model128(), QuantConfig(backend="bnb-nf4"))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "torchao" else real(name, *a))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(HpruneError, match="needs a CUDA GPU"):
+        quantize_(model128(), QuantConfig(backend="torchao-int4"))
+
+
+def test_quantize_command_end_to_end(tmp_path):
+    from hprune.cli import main
+
+    model = model128()
+    model.save_pretrained(tmp_path / "model")
+    assert main(["quantize", str(tmp_path / "model"), "--backend", "w4fp8", "--out", str(tmp_path / "q"), "--device", "cpu"]) == 0
+    loaded = load(tmp_path / "q")
+    ref = forward(model)
+    assert ((forward(loaded) - ref).norm() / ref.norm()) < 0.2
+    assert main(["quantize", str(tmp_path / "model"), "--backend", "w4fp8", "--out", str(tmp_path / "q")]) == 1  # exists
+    assert main(["quantize", str(tmp_path / "q"), "--backend", "w4fp8", "--out", str(tmp_path / "q2")]) == 1  # twice
+    assert not (tmp_path / "q2").exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["bnb-nf4", "torchao-int4", "w4fp8"])
+def test_backends_run_on_gpu_and_load_back(backend, tmp_path):
+    model = model128().cuda()
+    ref = forward_cuda(model)
+    quantize_(model, QuantConfig(backend=backend))
+    out = forward_cuda(model)
+    assert ((out - ref).norm() / ref.norm()) < 0.25
+    loaded = load(save(model, tmp_path / "q"), device="cuda")
+    assert torch.allclose(forward_cuda(loaded), out, atol=1e-2)
+
+
+@pytest.mark.gpu
+def test_bnb_folder_loads_in_plain_diffusers(tmp_path):
+    from diffusers import SD3Transformer2DModel
+
+    model = model128().cuda()
+    quantize_(model, QuantConfig(backend="bnb-nf4"))
+    out = forward_cuda(model)
+    folder = save(model, tmp_path / "q")
+    loaded = SD3Transformer2DModel.from_pretrained(folder, torch_dtype=torch.bfloat16)
+    assert torch.allclose(forward_cuda(loaded), out, atol=1e-2)
+
+
+def forward_cuda(model):
+    with torch.no_grad():
+        kw = {k: v.cuda() for k, v in inputs(model).items()}
+        return model(**kw).sample.float()
