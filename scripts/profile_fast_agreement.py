@@ -32,8 +32,9 @@ import numpy as np
 import torch
 
 from hprune.core.files import write_json
-from hprune.analysis.profile import ProfileConfig, calibration_set, make_sampler, variants
+from hprune.analysis.profile import ProfileConfig, calibration_set, variants
 from hprune.analysis.profile_fast import FastProfileConfig, profile_fast
+from hprune.model.sampling import make_sampler
 from hprune.planning.scoring import load_run, plan_for_run, single_unit_drops
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +113,7 @@ def time_full_variant(pipe, teacher: str, cache: Path) -> dict:
 
     config = ProfileConfig()
     items = calibration_set(config)
-    sampler, metric = make_sampler(pipe, config, items), get_metric("shapes", device="cpu")
+    sampler, metric = make_sampler(pipe, config.sampling(), items), get_metric("shapes", device="cpu")
     unit = variants(pipe.transformer)[0]
     start = time.perf_counter()
     with removed(pipe.transformer, list(unit), config.norm_mode):

@@ -16,14 +16,14 @@ from hprune.core.errors import HpruneError, os_error_message
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """A tiny SD3 transformer folder and a plan for it (outside each test's tmp folder)."""
-    from hprune.model import get_adapter
+    from hprune.planning.plan import Plan
     from hprune.model.units import Unit
     from hprune.model.testing import tiny_sd3
 
     folder = tmp_path_factory.mktemp("inputs")
     model = tiny_sd3()
     model.save_pretrained(folder / "model")
-    get_adapter(model).make_plan(model, [Unit("joint", 1)]).save(folder / "plan.json")
+    Plan.for_model(model, [Unit("joint", 1)]).save(folder / "plan.json")
     return folder
 
 

@@ -14,7 +14,7 @@ from hprune.model.units import Unit
 from hprune.core.errors import HpruneError
 from hprune.metrics import Metric, register_metric
 from hprune.analysis.profile import (
-    TABLE, ProfileConfig, make_sampler, profile, read_table, repair_tail, skip_only_blocks, variants, without,
+    TABLE, ProfileConfig, profile, read_table, repair_tail, skip_only_blocks, variants, without,
 )
 from hprune.model.testing import dummy_inputs, tiny_flux, tiny_pipeline, tiny_sd3
 
@@ -91,7 +91,7 @@ def test_skipping_the_last_sd3_block_passes_its_hidden_states_to_the_final_norm(
 
 
 def test_profile_measures_the_last_sd3_block_whole_and_no_plan_removes_it(tmp_path, sd3_pipe):
-    from hprune.model import get_adapter
+    from hprune.planning.plan import Plan
     from hprune.planning.scoring import PlanConfig, load_run, make_plan
 
     model = sd3_pipe.transformer
@@ -103,7 +103,7 @@ def test_profile_measures_the_last_sd3_block_whole_and_no_plan_removes_it(tmp_pa
     # Surgery cannot remove it, so units.json does not list it whole and every ranker passes it
     # over, even when its measured drop makes it the most prunable block.
     with pytest.raises(HpruneError, match="last SD3Transformer2DModel block"):
-        get_adapter(model).make_plan(model, ["joint.3"])
+        Plan.for_model(model, ["joint.3"])
     run = load_run(tmp_path / "run")
     assert "joint.3.block" not in run.units.params
     rows = [{**r, "dP": 0.0 if r["variant"] == "joint.3.block" else r["dP"],
@@ -135,35 +135,6 @@ def test_profile_records_drops_and_leaves_the_model_intact(tmp_path, sd3_pipe):
     assert set(sims) == {f"joint.{i}.block" for i in range(4)} and all(-1 <= s <= 1 for s in sims.values())
     units = json.loads((tmp_path / "run" / "units.json").read_text())
     assert units["family"] == "sd3" and units["params"]["joint.0.block"] > 0
-
-
-def test_reference_images_equal_a_plain_pipeline_call(tmp_path, sd3_pipe):
-    pipe = sd3_pipe
-    cfg = config(tmp_path)
-    from hprune.analysis.profile import calibration_set
-
-    items = calibration_set(cfg)
-    images = make_sampler(pipe, cfg, items).images()
-    for i, it in enumerate(items):
-        out = pipe(it.prompt, num_inference_steps=2, guidance_scale=0.0, height=16, width=16, output_type="np",
-                   max_sequence_length=16, generator=torch.Generator().manual_seed(it.seed)).images
-        np.testing.assert_array_equal(images[i], (np.clip(out[0], 0, 1) * 255).round().astype(np.uint8))
-
-
-def test_shapes_sampler_equals_the_shapes_pipeline(tmp_path):
-    from hprune.toy.pipeline import ArchConfig, build_pipeline
-    from hprune.toy.prompts import VOCABULARY
-
-    torch.manual_seed(0)
-    pipe = build_pipeline(ArchConfig("sd3", width=32, head_dim=16, num_layers=2, image_size=16, patch_size=4,
-                                     text_width=32, text_layers=1, guidance_scale=2.0), VOCABULARY)
-    cfg = ProfileConfig(metric="brightness", n_prompts=3, steps=3, batch_size=2)
-    from hprune.analysis.profile import calibration_set
-
-    items = calibration_set(cfg)
-    images = make_sampler(pipe, cfg, items).images()
-    expected = pipe([it.prompt for it in items], num_inference_steps=3, seeds=[it.seed for it in items]).images
-    np.testing.assert_array_equal(images, expected)
 
 
 def test_a_killed_run_resumes_to_the_same_table(tmp_path, sd3_pipe):

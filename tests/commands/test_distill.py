@@ -9,12 +9,12 @@ from hprune.core.errors import HpruneError
 
 @pytest.fixture(scope="module")
 def plan(tmp_path_factory):
-    from hprune.model import get_adapter
+    from hprune.planning.plan import Plan
     from hprune.folders import load
 
     model = load("shapes-sd3")
     path = tmp_path_factory.mktemp("plan") / "plan.json"
-    get_adapter(model).make_plan(model, ["joint.1"]).save(path)
+    Plan.for_model(model, ["joint.1"]).save(path)
     return path
 
 

@@ -3,7 +3,7 @@ import json
 import torch
 from diffusers import SD3Transformer2DModel
 
-from hprune.model import get_adapter
+from hprune.planning.plan import Plan
 from hprune.cli import main
 from hprune.folders import load
 from hprune.model.testing import dummy_inputs, tiny_sd3
@@ -19,7 +19,7 @@ def test_remove_blocks_by_hand(tmp_path, capsys):
 def test_prune_with_plan_file(tmp_path):
     model = tiny_sd3()
     model.save_pretrained(tmp_path / "m")
-    get_adapter(model).make_plan(model, ["joint.1.attn", "joint.0"]).save(tmp_path / "plan.json")
+    Plan.for_model(model, ["joint.1.attn", "joint.0"]).save(tmp_path / "plan.json")
     assert main(["prune", str(tmp_path / "m"), "--plan", str(tmp_path / "plan.json"), "--out", str(tmp_path / "o")]) == 0
     loaded = load(tmp_path / "o")
     assert len(loaded.transformer_blocks) == 3
@@ -29,7 +29,7 @@ def test_prune_with_plan_file(tmp_path):
 def test_prune_errors(tmp_path, capsys):
     tiny_sd3(num_layers=3).save_pretrained(tmp_path / "m")
     other = tiny_sd3(num_layers=6)
-    get_adapter(other).make_plan(other, ["joint.4"]).save(tmp_path / "other.json")
+    Plan.for_model(other, ["joint.4"]).save(tmp_path / "other.json")
     cases = [
         (["--remove-blocks", "9"], "does not have"),
         (["--remove-blocks", "x1"], "block indices"),
@@ -52,7 +52,7 @@ def test_mean_mode_plan_needs_and_uses_the_calibration(tmp_path, capsys):
     model = tiny_sd3()
     model.save_pretrained(tmp_path / "m")
     (tmp_path / "run").mkdir()
-    get_adapter(model).make_plan(model, ["joint.1.norm"], norm_mode="mean").save(tmp_path / "run" / "plan.json")
+    Plan.for_model(model, ["joint.1.norm"], norm_mode="mean").save(tmp_path / "run" / "plan.json")
     args = ["prune", str(tmp_path / "m"), "--plan", str(tmp_path / "run" / "plan.json"), "--out", str(tmp_path / "o")]
     assert main(args) == 1 and "--norm-means" in capsys.readouterr().err
     means = calibrate_norms(model, [dummy_inputs(model)])
@@ -70,7 +70,7 @@ def test_pruned_shapes_teacher_generates(tmp_path):
 
     plan_units = ["joint.3", "joint.5.attn", "joint.6.norm"]
     teacher = load_pipeline("shapes-sd3")
-    get_adapter(teacher.transformer).make_plan(teacher.transformer, plan_units).save(tmp_path / "plan.json")
+    Plan.for_model(teacher.transformer, plan_units).save(tmp_path / "plan.json")
     assert main(["prune", "shapes-sd3", "--plan", str(tmp_path / "plan.json"), "--out", str(tmp_path / "p")]) == 0
     pruned = load_pipeline(tmp_path / "p")
     assert len(pruned.transformer.transformer_blocks) == 15
@@ -87,7 +87,7 @@ def test_pruning_a_pruned_folder_composes_the_plans_in_original_indices(tmp_path
     assert main(["prune", str(tmp_path / "c"), "--remove-blocks", "1", "--out", str(tmp_path / "d")]) == 1
     assert "already removed" in capsys.readouterr().err and not (tmp_path / "d").exists()
     twice = load(tmp_path / "c")
-    once = get_adapter(model).make_plan(model, ["joint.0.mlp", "joint.2.attn", "joint.1", "joint.0.attn"])
+    once = Plan.for_model(model, ["joint.0.mlp", "joint.2.attn", "joint.1", "joint.0.attn"])
     from hprune.prune.surgery import prune_
 
     prune_(model, once)

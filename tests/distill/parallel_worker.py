@@ -14,7 +14,7 @@ from accelerate import PartialState
 from safetensors.torch import save_file
 
 from test_loop import _count_teacher_calls, _Stopped, sd3_data  # this folder is sys.path[0]
-from hprune.model import get_adapter
+from hprune.planning.plan import Plan
 from hprune.distill import DistillConfig, distill
 from hprune.model.testing import tiny_sd3
 
@@ -29,7 +29,7 @@ def config(strategy: str) -> DistillConfig:
 
 def plan():
     teacher = tiny_sd3(num_layers=4)
-    return get_adapter(teacher).make_plan(teacher, ["joint.1"])  # PWP freezes joint.0
+    return Plan.for_model(teacher, ["joint.1"])  # PWP freezes joint.0
 
 
 def main(root: Path, strategies: list[str]) -> None:

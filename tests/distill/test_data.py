@@ -3,7 +3,7 @@ as its resume on the same data read back from the cache file."""
 
 import torch
 
-from hprune.model import get_adapter
+from hprune.planning.plan import Plan
 from hprune.distill import DistillConfig, distill
 from hprune.distill.data import DistillData
 from hprune.model.testing import tiny_sd3
@@ -21,7 +21,7 @@ def test_fresh_and_cached_data_train_to_identical_weights(tmp_path):
     fresh.save(tmp_path / "cache.safetensors")
     cached = DistillData.load(tmp_path / "cache.safetensors")
     teacher = tiny_sd3()
-    plan = get_adapter(teacher).make_plan(teacher, ["joint.1"])
+    plan = Plan.for_model(teacher, ["joint.1"])
     cfg = DistillConfig(steps=6, batch_size=4, lr=1e-3, checkpoint_every=100)
     a = distill(teacher, plan, fresh, cfg, tmp_path / "fresh", progress=False).state_dict()
     b = distill(teacher, plan, cached, cfg, tmp_path / "cached", progress=False).state_dict()

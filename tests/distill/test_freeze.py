@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from hprune.model import get_adapter
+from hprune.planning.plan import Plan
 from hprune.distill.freeze import block_scales, match_blocks, param_groups, pwp_boundary, sgdistill_scales
 from hprune.distill.loop import build_student
 from hprune.core.errors import HpruneError
@@ -33,7 +34,7 @@ def test_inverse_sgdistill_floors_dp_at_one_percent_of_the_largest():
 
 def test_match_blocks_follows_original_indices():
     teacher = tiny_flux(num_layers=3, num_single_layers=4)
-    plan = get_adapter(teacher).make_plan(teacher, ["joint.1", "single.0", "single.2"])
+    plan = Plan.for_model(teacher, ["joint.1", "single.0", "single.2"])
     student = build_student(teacher, plan)
     matched = match_blocks(student, teacher, plan)
     assert [m.unit.key for m in matched] == ["joint.0.block", "joint.2.block", "single.1.block", "single.3.block"]
@@ -59,7 +60,7 @@ def _sgd_step(teacher, plan, sensitivity):
 
 def test_sgdistill_scale_zero_freezes_and_half_moves_half():
     teacher = tiny_sd3(num_layers=5)
-    plan = get_adapter(teacher).make_plan(teacher, ["joint.3"])
+    plan = Plan.for_model(teacher, ["joint.3"])
     # dP chosen so that the normalised scales are 0 (joint.0), 1 (joint.1) and 0.5 (joint.2)
     sens = {"joint.0.block": 1.0, "joint.1.block": 0.25, "joint.2.block": 0.4, "joint.4.block": 0.25}
     scales, moved = _sgd_step(teacher, plan, sens)
@@ -74,7 +75,7 @@ def test_sgdistill_scale_zero_freezes_and_half_moves_half():
 
 def test_pwp_freezes_blocks_before_the_first_pruned_position():
     teacher = tiny_sd3(num_layers=5)
-    plan = get_adapter(teacher).make_plan(teacher, ["joint.2"])
+    plan = Plan.for_model(teacher, ["joint.2"])
     student = build_student(teacher, plan)
     matched = match_blocks(student, teacher, plan)
     scales = block_scales(matched, pwp_boundary(plan, None), pwp=True, sensitivity=None)
@@ -84,7 +85,7 @@ def test_pwp_freezes_blocks_before_the_first_pruned_position():
 
 
 def _pwp_scales(teacher, units, override=None):
-    plan = get_adapter(teacher).make_plan(teacher, units)
+    plan = Plan.for_model(teacher, units)
     student = build_student(teacher, plan)
     matched = match_blocks(student, teacher, plan)
     scales = block_scales(matched, pwp_boundary(plan, override), pwp=True, sensitivity=None)
@@ -126,7 +127,7 @@ def test_pwp_boundary_override_moves_the_boundary_and_a_damaged_block_still_trai
 
 def test_missing_sensitivity_is_a_clear_error():
     teacher = tiny_sd3(num_layers=4)
-    plan = get_adapter(teacher).make_plan(teacher, ["joint.1"])
+    plan = Plan.for_model(teacher, ["joint.1"])
     student = build_student(teacher, plan)
     with pytest.raises(HpruneError, match="no dP for joint.0.block"):
         block_scales(match_blocks(student, teacher, plan), 1, pwp=False, sensitivity={"joint.2.block": 0.1})
@@ -164,7 +165,7 @@ def _part_sensitivity(teacher, bump: dict[str, float]) -> dict[str, float]:
 
 def test_subcomponent_sgdistill_scales_each_surviving_part_by_its_own_dp():
     teacher = tiny_sd3(num_layers=4)
-    plan = get_adapter(teacher).make_plan(teacher, ["joint.1.mlp"])
+    plan = Plan.for_model(teacher, ["joint.1.mlp"])
     student = build_student(teacher, plan)
     matched = match_blocks(student, teacher, plan)
     sens = _part_sensitivity(teacher, {"joint.2.attn": 1.0, "joint.2.mlp": 0.05})
@@ -184,7 +185,7 @@ def test_subcomponent_sgdistill_scales_each_surviving_part_by_its_own_dp():
 
 def test_subcomponent_sgdistill_leaves_shared_weights_at_the_block_scale():
     teacher = tiny_flux(num_layers=1, num_single_layers=3)
-    plan = get_adapter(teacher).make_plan(teacher, ["single.0.attn"])
+    plan = Plan.for_model(teacher, ["single.0.attn"])
     student = build_student(teacher, plan)
     matched = match_blocks(student, teacher, plan)
     sens = _part_sensitivity(teacher, {"single.1.block": 1.0, "single.2.block": 0.05})
@@ -207,7 +208,7 @@ def test_sg_granularity_is_validated():
 @pytest.mark.parametrize("granularity", ["block", "subcomponent"])
 def test_sgdistill_never_unfreezes_a_block_that_pwp_froze(granularity):
     teacher = tiny_sd3(num_layers=5)
-    plan = get_adapter(teacher).make_plan(teacher, ["joint.2"])  # PWP freezes joint.0 and joint.1
+    plan = Plan.for_model(teacher, ["joint.2"])  # PWP freezes joint.0 and joint.1
     student = build_student(teacher, plan)
     matched = match_blocks(student, teacher, plan)
     # The frozen blocks (and their parts) are the least sensitive: SGDistill alone would give them
@@ -233,7 +234,7 @@ def test_sgdistill_never_unfreezes_a_block_that_pwp_froze(granularity):
 @pytest.mark.parametrize("granularity", ["block", "subcomponent"])
 def test_sgdistill_scales_a_damaged_early_block_and_never_unfreezes_the_intact_one_beside_it(granularity):
     teacher = tiny_sd3(num_layers=5)
-    plan = get_adapter(teacher).make_plan(teacher, ["joint.0.mlp", "joint.2"])  # PWP freezes joint.1 only
+    plan = Plan.for_model(teacher, ["joint.0.mlp", "joint.2"])  # PWP freezes joint.1 only
     student = build_student(teacher, plan)
     matched = match_blocks(student, teacher, plan)
     # joint.1 is the least sensitive block of all; of the trainable ones joint.0 is the least, joint.3 the most.

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hprune.model import get_adapter
+from hprune.planning.plan import Plan
 from hprune.distill import DistillConfig, distill
 from hprune.distill.data import DistillData, draw_batch
 from hprune.distill.loop import build_student
@@ -35,7 +35,7 @@ def _kd_on(student, teacher, data):
 
 def test_distillation_reduces_the_gap_to_the_teacher(tmp_path):
     teacher, data = tiny_sd3(num_layers=4), sd3_data()
-    plan = get_adapter(teacher).make_plan(teacher, ["joint.1"])
+    plan = Plan.for_model(teacher, ["joint.1"])
     before = _kd_on(build_student(teacher, plan), teacher, data)
     cfg = DistillConfig(steps=40, batch_size=8, lr=3e-3, checkpoint_every=100)
     student = distill(teacher, plan, data, cfg, tmp_path / "out", progress=False)
@@ -55,7 +55,7 @@ def test_flux_student_trains_with_pwp(tmp_path):
     teacher = tiny_flux(num_layers=2, num_single_layers=3)
     g = torch.Generator().manual_seed(0)
     data = DistillData(torch.randn(16, 1, 4, 4, generator=g), torch.randn(16, 6, 32, generator=g), torch.randn(16, 8, generator=g))
-    plan = get_adapter(teacher).make_plan(teacher, ["single.1", "single.2.mlp_proj"])
+    plan = Plan.for_model(teacher, ["single.1", "single.2.mlp_proj"])
     student = distill(teacher, plan, data, DistillConfig(steps=3, batch_size=4, pwp=True), tmp_path / "o", progress=False)
     # PWP: the double blocks and single.0 precede the first pruned position and keep the teacher's weights
     for s, t in zip(student.transformer_blocks, teacher.transformer_blocks):
@@ -66,7 +66,7 @@ def test_flux_student_trains_with_pwp(tmp_path):
 
 def test_subcomponent_sgdistill_trains_the_parts_of_the_most_sensitive_block(tmp_path):
     teacher, data = tiny_sd3(num_layers=4), sd3_data()
-    plan = get_adapter(teacher).make_plan(teacher, ["joint.1"])
+    plan = Plan.for_model(teacher, ["joint.1"])
     # joint.3 is the most sensitive block (block scale 0), but only its attention is protected
     sens = {"joint.0.block": 0.2, "joint.2.block": 0.1, "joint.3.block": 0.9,
             **{f"joint.{i}.{sub}": 0.1 for i in (0, 2, 3) for sub in ("norm", "context_norm", "attn", "mlp", "context_mlp")},
@@ -82,7 +82,7 @@ def test_subcomponent_sgdistill_trains_the_parts_of_the_most_sensitive_block(tmp
 
 def test_sgdistill_leaves_the_blocks_pwp_froze_at_the_teachers_weights(tmp_path):
     teacher, data = tiny_sd3(num_layers=4), sd3_data()
-    plan = get_adapter(teacher).make_plan(teacher, ["joint.2"])  # PWP freezes joint.0 and joint.1
+    plan = Plan.for_model(teacher, ["joint.2"])  # PWP freezes joint.0 and joint.1
     # the frozen blocks are the least sensitive: SGDistill alone would train them at the full rate
     sens = {"joint.0.block": 0.001, "joint.1.block": 0.001, "joint.3.block": 0.5}
     cfg = DistillConfig(steps=2, batch_size=4, lr=1e-2, pwp=True, sgdistill=True)
@@ -94,7 +94,7 @@ def test_sgdistill_leaves_the_blocks_pwp_froze_at_the_teachers_weights(tmp_path)
 
 def test_refuses_to_overwrite_an_earlier_run(tmp_path):
     teacher, data = tiny_sd3(num_layers=3), sd3_data(8)
-    plan = get_adapter(teacher).make_plan(teacher, ["joint.0"])
+    plan = Plan.for_model(teacher, ["joint.0"])
     cfg = DistillConfig(steps=2, batch_size=2)
     distill(teacher, plan, data, cfg, tmp_path / "o", progress=False)
     with pytest.raises(HpruneError, match="--resume"):
@@ -116,7 +116,7 @@ def _cli(tmp_path, out, steps):
 def test_killed_run_resumes_bit_for_bit(tmp_path):
     pipe = tiny_pipeline("sd3")
     pipe.save_pretrained(tmp_path / "pipe")
-    get_adapter(pipe.transformer).make_plan(pipe.transformer, ["joint.1"]).save(tmp_path / "plan.json")
+    Plan.for_model(pipe.transformer, ["joint.1"]).save(tmp_path / "plan.json")
     sd3_data(16).save(tmp_path / "data.safetensors")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     steps = 60
@@ -163,7 +163,7 @@ def _count_teacher_calls(teacher, stop_at=None) -> list[int]:
 
 def test_resume_restores_the_ema_state(tmp_path):
     data = sd3_data(16)
-    plan = get_adapter(tiny_sd3(num_layers=3)).make_plan(tiny_sd3(num_layers=3), ["joint.0"])
+    plan = Plan.for_model(tiny_sd3(num_layers=3), ["joint.0"])
     cfg = DistillConfig(steps=6, batch_size=4, lr=1e-2, checkpoint_every=2, ema_decay=0.9)
     whole = distill(tiny_sd3(num_layers=3), plan, data, cfg, tmp_path / "whole", progress=False)
     # stopped in step 3: the checkpoint after step 2 is the latest, step 2's progress is lost
@@ -190,6 +190,6 @@ def test_sgdistill_without_sensitivity_is_one_sentence(tmp_path):
 def test_losses_go_to_tensorboard_when_installed(tmp_path):
     pytest.importorskip("tensorboard")
     teacher, data = tiny_sd3(num_layers=3), sd3_data(8)
-    plan = get_adapter(teacher).make_plan(teacher, ["joint.0"])
+    plan = Plan.for_model(teacher, ["joint.0"])
     distill(teacher, plan, data, DistillConfig(steps=2, batch_size=2), tmp_path / "o", progress=False)
     assert list((tmp_path / "o" / "tensorboard").glob("events.out.tfevents.*"))

@@ -6,6 +6,7 @@ import torch
 from diffusers import DiffusionPipeline, FluxTransformer2DModel, SD3Transformer2DModel
 
 from hprune.model import get_adapter
+from hprune.planning.plan import Plan
 from hprune.core.errors import HpruneError
 from hprune.folders import MANIFEST, load, load_pipeline, save
 from hprune.prune.surgery import calibrate_norms, prune_
@@ -29,7 +30,7 @@ def test_subcomponent_plan_round_trips(tmp_path, family, mode):
     model = TINY_MODELS[family]()
     kwargs = dummy_inputs(model)
     means = calibrate_norms(model, [kwargs])
-    plan = get_adapter(model).make_plan(model, PLANS[family], norm_mode=mode)
+    plan = Plan.for_model(model, PLANS[family], norm_mode=mode)
     prune_(model, plan, means)
     save(model, tmp_path / "out")
     loaded = load(tmp_path / "out")
@@ -46,7 +47,7 @@ def test_subcomponent_plan_round_trips(tmp_path, family, mode):
 def test_block_plan_loads_with_plain_diffusers(tmp_path, cls, make, units):
     model = make()
     kwargs = dummy_inputs(model)
-    prune_(model, get_adapter(model).make_plan(model, units))
+    prune_(model, Plan.for_model(model, units))
     save(model, tmp_path / "out")
     plain = cls.from_pretrained(tmp_path / "out")
     assert torch.allclose(_out(plain, kwargs), _out(model, kwargs), atol=1e-6)
@@ -59,7 +60,7 @@ def test_pruned_pipeline_folder_generates_through_diffusers(tmp_path, family):
     pipe.save_pretrained(tmp_path / "pipe")
     model = pipe.transformer
     units = ["joint.0"] if family == "sd3" else ["single.1"]
-    plan = get_adapter(model).make_plan(model, units)
+    plan = Plan.for_model(model, units)
     prune_(model, plan)
     save(model, tmp_path / "pruned", source=tmp_path / "pipe")
     plain = DiffusionPipeline.from_pretrained(tmp_path / "pruned")  # whole blocks: no hprune needed
@@ -71,7 +72,7 @@ def test_pruned_pipeline_folder_generates_through_diffusers(tmp_path, family):
 def test_subcomponent_pipeline_loads_with_hprune(tmp_path):
     pipe = tiny_pipeline("sd3")
     pipe.save_pretrained(tmp_path / "pipe")
-    plan = get_adapter(pipe.transformer).make_plan(pipe.transformer, ["joint.1.attn", "joint.2.mlp"])
+    plan = Plan.for_model(pipe.transformer, ["joint.1.attn", "joint.2.mlp"])
     prune_(pipe.transformer, plan)
     save(pipe.transformer, tmp_path / "pruned", source=tmp_path / "pipe")
     loaded = load_pipeline(tmp_path / "pruned")
@@ -132,7 +133,7 @@ def test_weights_under_another_safetensors_name_load(tmp_path):
 
 def test_units_of_a_loaded_pruned_model_leave_out_removed_parts(tmp_path):
     model = tiny_flux()
-    prune_(model, get_adapter(model).make_plan(model, PLANS["flux"]))
+    prune_(model, Plan.for_model(model, PLANS["flux"]))
     save(model, tmp_path / "out")
     listed = {info.unit.key for info in get_adapter(model).units(load(tmp_path / "out"))}
     # current indices: joint.0 is gone, so original joint.1 is joint.0 now
@@ -149,7 +150,7 @@ def test_a_folder_of_an_older_hprune_is_one_sentence(tmp_path):
 
 def test_weights_that_do_not_fit_the_manifest_are_one_sentence(tmp_path):
     model = tiny_sd3(num_layers=3)
-    prune_(model, get_adapter(model).make_plan(model, ["joint.0.mlp"]))
+    prune_(model, Plan.for_model(model, ["joint.0.mlp"]))
     save(model, tmp_path / "out")
     tiny_sd3(num_layers=3).save_pretrained(tmp_path / "other")
     (tmp_path / "other" / "diffusion_pytorch_model.safetensors").replace(
@@ -167,7 +168,7 @@ def test_every_saved_file_is_readable_like_any_new_file(tmp_path):
 
     pipe = tiny_pipeline("sd3")
     pipe.save_pretrained(tmp_path / "pipe")
-    model = prune_(tiny_sd3(), get_adapter(tiny_sd3()).make_plan(tiny_sd3(), ["joint.1"]))
+    model = prune_(tiny_sd3(), Plan.for_model(tiny_sd3(), ["joint.1"]))
     save(model, tmp_path / "pruned", source=tmp_path / "pipe")
     quantize_(model, QuantConfig(backend="w4fp8", group_size=0))
     save(model, tmp_path / "quantized")

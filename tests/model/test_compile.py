@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from hprune.model import get_adapter
+from hprune.planning.plan import Plan
 from hprune.cli import main
 from hprune.model.compile import block_shapes, compile_blocks_
 from hprune.prune.surgery import prune_
@@ -48,7 +48,7 @@ def _flux_with_distinct_joint_blocks(n: int):
     model = tiny_flux(num_layers=n, num_single_layers=1)
     removals = itertools.chain.from_iterable(itertools.combinations(FLUX_JOINT_SUBS, r) for r in (0, 1, 2))
     units = [f"joint.{i}.{sub}" for i, subs in zip(range(n), removals) for sub in subs]
-    prune_(model, get_adapter(model).make_plan(model, units))
+    prune_(model, Plan.for_model(model, units))
     return model
 
 
@@ -84,7 +84,7 @@ def test_sd3_blocks_compile_too(dynamo):
     # diffusers' SD3 transformer has no _repeated_blocks (compile_repeated_blocks refuses it); its
     # last block (context_pre_only) is a second shape, a removed attn a third
     model = tiny_sd3(num_layers=3)
-    prune_(model, get_adapter(model).make_plan(model, ["joint.0.attn"]))
+    prune_(model, Plan.for_model(model, ["joint.0.attn"]))
     kwargs = dummy_inputs(model)
     eager = _run(model, kwargs)
     backend = CountingBackend()
@@ -97,7 +97,7 @@ def test_block_shapes_count_what_pruning_made():
     assert block_shapes(tiny_flux()) == {"joint": 1, "single": 1}
     assert block_shapes(_flux_with_distinct_joint_blocks(9)) == {"joint": 9, "single": 1}
     model = tiny_flux(num_layers=3, num_single_layers=4)
-    prune_(model, get_adapter(model).make_plan(model, ["joint.0", "single.1.attn", "single.2.attn"]))
+    prune_(model, Plan.for_model(model, ["joint.0", "single.1.attn", "single.2.attn"]))
     assert block_shapes(model) == {"joint": 1, "single": 2}  # whole blocks removed: no new shape
 
 

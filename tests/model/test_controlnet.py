@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hprune.model import get_adapter
+from hprune.planning.plan import Plan
 from hprune.model.controlnet import controlnet_residuals, install_controlnet_translation
 from hprune.model.original_indices import with_original_indices
 from hprune.prune.surgery import prune_, removed
@@ -41,7 +41,7 @@ CASES = {
 def test_controlnet_residuals_land_on_the_original_blocks(case):
     make, units, counts = CASES[case]
     original, pruned = make(), make()
-    prune_(pruned, get_adapter(pruned).make_plan(pruned, units))
+    prune_(pruned, Plan.for_model(pruned, units))
     kwargs = dict(dummy_inputs(original))
     for seed, (name, count) in enumerate(counts.items()):
         kwargs[name] = count if isinstance(count, bool) else _residuals(count, seed)
@@ -58,7 +58,7 @@ def test_pipelines_from_load_pipeline_translate_controlnet_residuals():
     # which ControlNet pipelines built from the pipeline's components share
     units = ["joint.1"]
     original, pruned = tiny_sd3(num_layers=4), tiny_sd3(num_layers=4)
-    prune_(pruned, get_adapter(pruned).make_plan(pruned, units))
+    prune_(pruned, Plan.for_model(pruned, units))
     pipe = with_original_indices(tiny_pipeline("sd3", transformer=pruned))
     with_original_indices(pipe)  # applying it twice translates once
     kwargs = {**dummy_inputs(original), "block_controlnet_hidden_states": _residuals(2, seed=3)}
@@ -88,7 +88,7 @@ def test_sd3_controlnet_pipeline_on_a_pruned_model_from_load_pipeline(tmp_path):
     units, controlnet = ["joint.2", "joint.3"], _tiny_sd3_controlnet()
     pipe = tiny_pipeline("sd3", transformer=tiny_sd3(num_layers=6))
     pipe.save_pretrained(tmp_path / "pipe")
-    prune_(pipe.transformer, get_adapter(pipe.transformer).make_plan(pipe.transformer, units))
+    prune_(pipe.transformer, Plan.for_model(pipe.transformer, units))
     save(pipe.transformer, tmp_path / "pruned", source=tmp_path / "pipe")
     pruned, original = load_pipeline(tmp_path / "pruned"), DiffusionPipeline.from_pretrained(tmp_path / "pipe")
 
@@ -108,7 +108,7 @@ def test_sd3_controlnet_pipeline_on_a_pruned_model_from_load_pipeline(tmp_path):
 def test_a_removed_first_block_leaves_its_residual_out_with_one_line(caplog):
     units = ["joint.0", "joint.1"]
     original, pruned = tiny_sd3(num_layers=4), tiny_sd3(num_layers=4)
-    prune_(pruned, get_adapter(pruned).make_plan(pruned, units))
+    prune_(pruned, Plan.for_model(pruned, units))
     residuals = _residuals(4, seed=1)
     with caplog.at_level("WARNING", logger="hprune"):
         spread = controlnet_residuals(pruned, residuals)

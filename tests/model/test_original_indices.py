@@ -14,7 +14,7 @@ import torch.nn as nn
 from diffusers import (DiffusionPipeline, FirstBlockCacheConfig, FluxPipeline, PyramidAttentionBroadcastConfig,
                        StableDiffusion3Pipeline, TaylorSeerCacheConfig)
 
-from hprune.model import get_adapter
+from hprune.planning.plan import Plan
 from hprune.model.original_indices import translate_layers, translate_state_dict, with_original_indices
 from hprune.core.errors import HpruneError
 from hprune.folders import load_pipeline, save
@@ -32,7 +32,7 @@ def _folders(tmp_path, make_pipe, units):
     saved and loaded by hprune.load_pipeline)."""
     pipe = make_pipe()
     pipe.save_pretrained(tmp_path / "pipe")
-    prune_(pipe.transformer, get_adapter(pipe.transformer).make_plan(pipe.transformer, units))
+    prune_(pipe.transformer, Plan.for_model(pipe.transformer, units))
     save(pipe.transformer, tmp_path / "pruned", source=tmp_path / "pipe")
     original = DiffusionPipeline.from_pretrained(tmp_path / "pipe")
     original.set_progress_bar_config(disable=True)
@@ -80,7 +80,7 @@ def test_skip_guidance_layers_name_blocks_of_the_original_model(tmp_path, units)
 def test_translate_layers_leaves_out_removed_blocks_and_refuses_unknown_ones(caplog):
     units = ["joint.1", "joint.3"]
     original, pruned = tiny_sd3(num_layers=6), tiny_sd3(num_layers=6)
-    prune_(pruned, get_adapter(pruned).make_plan(pruned, units))
+    prune_(pruned, Plan.for_model(pruned, units))
     kwargs = dummy_inputs(original)
     with caplog.at_level("WARNING", logger="hprune"):
         layers = translate_layers(pruned, [1, 2, 4])
@@ -100,7 +100,7 @@ def test_translate_layers_leaves_out_removed_blocks_and_refuses_unknown_ones(cap
 def test_translated_full_state_dict_is_the_pruned_models(make):
     # a whole-block plan renumbers the survivors and drops the rest: the pruned model's own state dict
     original, pruned = make(), make()
-    prune_(pruned, get_adapter(pruned).make_plan(pruned, ["joint.0"]))
+    prune_(pruned, Plan.for_model(pruned, ["joint.0"]))
     expected = pruned.state_dict()
     got = translate_state_dict(pruned, {f"transformer.{k}": v for k, v in original.state_dict().items()})
     assert list(got) == [f"transformer.{k}" for k in expected]
@@ -224,7 +224,7 @@ def test_lora_on_a_bnb_nf4_pruned_model(tmp_path):
     pipe = tiny_pipeline("flux", transformer=_wide_flux(num_layers=3))
     pipe.save_pretrained(tmp_path / "pipe")
     lora = _lora(pipe.transformer, targets)
-    prune_(pipe.transformer, get_adapter(pipe.transformer).make_plan(pipe.transformer, units))
+    prune_(pipe.transformer, Plan.for_model(pipe.transformer, units))
     quantize_(pipe.transformer, QuantConfig(backend="bnb-nf4"))
     save(pipe.transformer, tmp_path / "quantized", source=tmp_path / "pipe")
     quantized, original = load_pipeline(tmp_path / "quantized"), load_pipeline(tmp_path / "pipe")
@@ -253,7 +253,7 @@ def test_layer_skip_config_of_diffusers_guiders_takes_translated_indices():
 
     units = ["joint.1"]
     original, pruned = tiny_sd3(num_layers=6), tiny_sd3(num_layers=6)
-    prune_(pruned, get_adapter(pruned).make_plan(pruned, units))
+    prune_(pruned, Plan.for_model(pruned, units))
     kwargs = dummy_inputs(original)
     apply_layer_skip(pruned, LayerSkipConfig(indices=translate_layers(pruned, [2, 4]), fqn="transformer_blocks"))
     with removed(original, units):
@@ -279,7 +279,7 @@ def test_attention_processor_dict_in_original_names():
     # set_attn_processor takes {"transformer_blocks.N.attn.processor": ...} for every attention layer
     units = ["joint.1", "joint.3.attn"]
     original, pruned = tiny_sd3(num_layers=5), tiny_sd3(num_layers=5)
-    prune_(pruned, get_adapter(pruned).make_plan(pruned, units))
+    prune_(pruned, Plan.for_model(pruned, units))
     processors = {name: _ScaledProcessor(1 + 0.2 * i) for i, name in enumerate(original.attn_processors)}
     pruned.set_attn_processor(translate_state_dict(pruned, processors))
     original.set_attn_processor(processors)  # (diffusers empties the dict it is given)
@@ -301,7 +301,7 @@ CACHES = {
 def test_caching_hooks_find_blocks_by_name_not_original_index(cache):
     units = ["joint.1.attn", "single.1", "single.2.mlp_proj"]
     original, pruned = tiny_pipeline("flux"), tiny_pipeline("flux")
-    prune_(pruned.transformer, get_adapter(pruned.transformer).make_plan(pruned.transformer, units))
+    prune_(pruned.transformer, Plan.for_model(pruned.transformer, units))
     uncached = tiny_generate(pruned, steps=6)
     pruned.transformer.enable_cache(CACHES[cache](pruned))
     image = tiny_generate(pruned, steps=6)
@@ -315,7 +315,7 @@ def test_caching_hooks_find_blocks_by_name_not_original_index(cache):
 def test_first_block_cache_runs_on_a_model_without_its_first_blocks():
     # the reversibly pruned original cannot serve here: its first block would be the removed one
     pipe = tiny_pipeline("flux")
-    prune_(pipe.transformer, get_adapter(pipe.transformer).make_plan(pipe.transformer, ["joint.0", "single.0"]))
+    prune_(pipe.transformer, Plan.for_model(pipe.transformer, ["joint.0", "single.0"]))
     uncached = tiny_generate(pipe, steps=4)
     pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold=0.0))  # never reuses: the same image
     np.testing.assert_allclose(tiny_generate(pipe, steps=4), uncached, atol=1e-6)

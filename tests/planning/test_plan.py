@@ -3,6 +3,9 @@ import json
 import pytest
 
 from hprune.core.errors import HpruneError
+from hprune.model import get_adapter
+from hprune.model.testing import tiny_sd3
+from hprune.model.units import Unit
 from hprune.planning.plan import Plan, check_ratio
 
 
@@ -38,3 +41,19 @@ def test_plan_rejects_overlap_and_unknown_fields():
         Plan("sd3", {}, ["joint.1", "joint.1.attn"])
     with pytest.raises(HpruneError, match="norm_mode"):
         Plan("sd3", {}, ["joint.1"], norm_mode="zero")
+
+
+def test_plan_with_missing_unit_is_refused():
+    model = tiny_sd3(num_layers=3)
+    with pytest.raises(HpruneError, match="block joint.7 "):
+        Plan.for_model(model, ["joint.7"])
+    with pytest.raises(HpruneError, match="block single.0 "):
+        Plan.for_model(model, ["single.0"])
+
+
+def test_plan_for_model_ratio_is_parameter_share():
+    model = tiny_sd3(num_layers=4)
+    adapter = get_adapter(model)
+    plan = Plan.for_model(model, ["joint.0", "joint.1.mlp"])
+    removed = adapter.unit_params(model, Unit("joint", 0)) + adapter.unit_params(model, Unit("joint", 1, "mlp"))
+    assert plan.ratio_reached == pytest.approx(removed / adapter.total_params(model), abs=1e-6)

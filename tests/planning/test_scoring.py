@@ -3,10 +3,11 @@ from pathlib import Path
 
 import pytest
 
+from hprune.analysis.unit_table import ModelUnits
 from hprune.core.errors import HpruneError
 from hprune.planning.plan import Plan
 from hprune.planning.scoring import (
-    PAPER_ALPHA, ModelUnits, PlanConfig, hpp_scores, make_plan, position_weight, select, single_unit_drops,
+    PAPER_ALPHA, PlanConfig, hpp_scores, make_plan, position_weight, select, single_unit_drops,
 )
 
 SUBS = {"norm": 10, "context_norm": 10, "attn": 40, "mlp": 20, "context_mlp": 20}

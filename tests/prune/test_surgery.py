@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from hprune.model import get_adapter
+from hprune.planning.plan import Plan
 from hprune.core.errors import HpruneError
 from hprune.prune.surgery import calibrate_norms, identity_modulation, prune_, removed
 from hprune.model.testing import TINY_MODELS, TINY_WIDTH, dummy_inputs, tiny_sd3, tiny_sd35_medium
@@ -31,7 +32,7 @@ def test_removing_nothing_changes_no_bit(family):
     ref = _out(model, kwargs)
     with removed(model, []):
         assert torch.equal(_out(model, kwargs), ref)
-    pruned = prune_(copy.deepcopy(model), get_adapter(model).make_plan(model, []))
+    pruned = prune_(copy.deepcopy(model), Plan.for_model(model, []))
     assert torch.equal(_out(pruned, kwargs), ref)
 
 
@@ -46,7 +47,7 @@ def test_reversible_equals_physical_for_every_unit(family):
         for mode in MODES if info.unit.is_norm else MODES[:1]:
             with removed(model, [info.unit], norm_mode=mode, norm_means=means):
                 reversible = _out(model, kwargs)
-            physical = prune_(copy.deepcopy(model), adapter.make_plan(model, [info.unit], norm_mode=mode), means)
+            physical = prune_(copy.deepcopy(model), Plan.for_model(model, [info.unit], norm_mode=mode), means)
             assert torch.allclose(reversible, _out(physical, kwargs), atol=1e-5), (info.unit, mode)
             # parameter arithmetic: the adapter's count is exactly what disappears
             assert sum(p.numel() for p in physical.parameters()) == adapter.total_params(model) - info.params
@@ -66,7 +67,7 @@ def test_multi_unit_plan_reversible_equals_physical(family):
     units = [first, *other]
     with removed(model, units):
         reversible = _out(model, kwargs)
-    plan = adapter.make_plan(model, units)
+    plan = Plan.for_model(model, units)
     physical = prune_(copy.deepcopy(model), plan)
     assert torch.allclose(reversible, _out(physical, kwargs), atol=1e-5)
     removed_params = sum(adapter.unit_params(model, u) for u in units)
@@ -138,7 +139,7 @@ def test_mean_mode_keeps_the_average_modulation():
 
 def test_plan_for_another_size_is_refused():
     small, big = tiny_sd3(num_layers=3), tiny_sd3(num_layers=5)
-    plan = get_adapter(big).make_plan(big, ["joint.1"])
+    plan = Plan.for_model(big, ["joint.1"])
     with pytest.raises(HpruneError, match="made for a SD3Transformer2DModel with 5 layers"):
         prune_(small, plan)
 
@@ -146,7 +147,7 @@ def test_plan_for_another_size_is_refused():
 def test_physical_block_removal_updates_config_and_frees_weights():
     model = tiny_sd3(num_layers=5, dual_attention_layers=(0, 3))
     doomed = weakref.ref(model.transformer_blocks[1].ff.net[0].proj.weight)
-    prune_(model, get_adapter(model).make_plan(model, ["joint.1", "joint.2"]))
+    prune_(model, Plan.for_model(model, ["joint.1", "joint.2"]))
     gc.collect()
     assert doomed() is None
     assert model.config.num_layers == 3 and list(model.config.dual_attention_layers) == [0, 1]

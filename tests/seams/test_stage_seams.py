@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import hprune
-from hprune.model import get_adapter
+from hprune.planning.plan import Plan
 from hprune.cli import main
 from hprune.core.errors import HpruneError
 from hprune.folders import MANIFEST, load, load_pipeline, save
@@ -44,7 +44,7 @@ def test_prune_quantize_save_load_gives_the_in_memory_output(tmp_path, backend, 
     model = make()
     kwargs = dummy_inputs(model)
     kwargs.pop("guidance", None)
-    prune_(model, get_adapter(model).make_plan(model, units))
+    prune_(model, Plan.for_model(model, units))
     pruned = _forward(model, kwargs)
     quantize_(model, QuantConfig(backend=backend))
     quantized = _forward(model, kwargs)
@@ -58,7 +58,7 @@ def test_prune_quantize_save_load_gives_the_in_memory_output(tmp_path, backend, 
 
 def test_a_loaded_folder_keeps_its_history_through_the_next_stage(tmp_path):
     model = _wide_sd3()
-    prune_(model, get_adapter(model).make_plan(model, ["joint.0.mlp"]))
+    prune_(model, Plan.for_model(model, ["joint.0.mlp"]))
     save(model, tmp_path / "p")
     again = load(tmp_path / "p")
     quantize_(again, QuantConfig(backend="w4fp8"))
@@ -66,12 +66,12 @@ def test_a_loaded_folder_keeps_its_history_through_the_next_stage(tmp_path):
     history = json.loads((tmp_path / "q" / MANIFEST).read_text())["history"]
     assert [s["stage"] for s in history] == ["prune", "quantize"]
     with pytest.raises(HpruneError, match="quantized; prune the 16-bit model"):
-        prune_(load(tmp_path / "q"), get_adapter(model).make_plan(_wide_sd3(), ["joint.1"]))
+        prune_(load(tmp_path / "q"), Plan.for_model(_wide_sd3(), ["joint.1"]))
 
 
 def test_distill_with_default_data_then_load(tmp_path, capsys):
     teacher = hprune.load("shapes-sd3")
-    get_adapter(teacher).make_plan(teacher, ["joint.3.mlp", "joint.5"]).save(tmp_path / "plan.json")
+    Plan.for_model(teacher, ["joint.3.mlp", "joint.5"]).save(tmp_path / "plan.json")
     args = ["distill", "--teacher", "shapes-sd3", "--plan", str(tmp_path / "plan.json"), "--data", "shapes:8",
             "--steps", "2", "--batch-size", "2", "--mixed-precision", "no", "--out", str(tmp_path / "run")]
     assert main(args) == 0, capsys.readouterr().err
@@ -85,7 +85,7 @@ def test_distill_with_default_data_then_load(tmp_path, capsys):
 
 def test_prune_quantize_generate_eval_through_the_cli(tmp_path, capsys):
     teacher = hprune.load("shapes-sd3")
-    get_adapter(teacher).make_plan(teacher, ["joint.2.attn", "joint.4"]).save(tmp_path / "plan.json")
+    Plan.for_model(teacher, ["joint.2.attn", "joint.4"]).save(tmp_path / "plan.json")
     steps = [
         ["prune", "shapes-sd3", "--plan", str(tmp_path / "plan.json"), "--out", str(tmp_path / "pruned")],
         ["quantize", str(tmp_path / "pruned"), "--backend", "w4fp8", "--device", "cpu", "--out", str(tmp_path / "q")],
@@ -101,7 +101,7 @@ def test_prune_quantize_generate_eval_through_the_cli(tmp_path, capsys):
 
 def test_a_plan_for_another_model_is_one_sentence_at_every_stage(tmp_path, capsys):
     other = tiny_sd3(num_layers=6)
-    get_adapter(other).make_plan(other, ["joint.4"]).save(tmp_path / "other.json")
+    Plan.for_model(other, ["joint.4"]).save(tmp_path / "other.json")
     tiny_sd3(num_layers=3).save_pretrained(tmp_path / "m")
     commands = [
         ["prune", str(tmp_path / "m"), "--plan", str(tmp_path / "other.json"), "--out", str(tmp_path / "o")],
@@ -115,7 +115,7 @@ def test_a_plan_for_another_model_is_one_sentence_at_every_stage(tmp_path, capsy
         assert not (tmp_path / "o").exists()
     # a manifest whose plan names another model's blocks
     model = tiny_sd3(num_layers=3)
-    prune_(model, get_adapter(model).make_plan(model, ["joint.0"]))
+    prune_(model, Plan.for_model(model, ["joint.0"]))
     save(model, tmp_path / "p")
     manifest = json.loads((tmp_path / "p" / MANIFEST).read_text())
     manifest["history"][0]["plan"] = json.loads((tmp_path / "other.json").read_text())

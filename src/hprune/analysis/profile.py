@@ -43,13 +43,15 @@ import numpy as np
 import torch
 
 from hprune.model import get_adapter
+from hprune.model.sampling import PromptSeed, Sampler, SamplingConfig, check_size, is_diffusers, make_sampler
 from hprune.model.stubs import SkippedBlock
 from hprune.model.units import NORM_MODES, SCOPES, Unit
+from hprune.analysis.unit_table import ModelUnits
 from hprune.core.errors import HpruneError
 from hprune.core.files import read_jsonl, write_atomic
 from hprune.core.files import write_json as _write_json
+from hprune.core.provenance import versions
 from hprune.metrics import Metric, ShapesMetric, check_scores, get_metric
-from hprune.planning.scoring import ModelUnits
 from hprune.prune.surgery import calibrate_norms, removed
 
 TABLE = "contribution.jsonl"
@@ -89,17 +91,16 @@ class ProfileConfig:
         only add variants, so they may change between runs)."""
         return {k: v for k, v in asdict(self).items() if k not in ("scope", "pairs")}
 
+    def sampling(self) -> SamplingConfig:
+        """How every variant draws the calibration set."""
+        return SamplingConfig(steps=self.steps, guidance=self.guidance, size=self.size,
+                              max_sequence_length=self.max_sequence_length, batch_size=self.batch_size)
+
 
 # ----------------------------------------------------------------- calibration set
 
 
-@dataclass(frozen=True)
-class CalibItem:
-    prompt: str
-    seed: int
-
-
-def calibration_set(config: ProfileConfig) -> list[CalibItem]:
+def calibration_set(config: ProfileConfig) -> list[PromptSeed]:
     """The prompts and seeds every variant is generated from."""
     if config.prompts:
         return _from_file(Path(config.prompts), config)
@@ -108,17 +109,17 @@ def calibration_set(config: ProfileConfig) -> list[CalibItem]:
     return _shapes_calibration(config.n_prompts, config.seed)
 
 
-def _shapes_calibration(n: int, seed: int) -> list[CalibItem]:
+def _shapes_calibration(n: int, seed: int) -> list[PromptSeed]:
     """Category-balanced prompts of the `val` split (never `test`), categories
     taken in turn so that any n keeps the balance."""
     from hprune.toy.splits import prompts_by_category
 
     groups = list(prompts_by_category("val").values())
     prompts = [groups[i % len(groups)][(i // len(groups)) % len(groups[i % len(groups)])] for i in range(n)]
-    return [CalibItem(p, seed + i) for i, p in enumerate(prompts)]
+    return [PromptSeed(p, seed + i) for i, p in enumerate(prompts)]
 
 
-def _from_file(path: Path, config: ProfileConfig) -> list[CalibItem]:
+def _from_file(path: Path, config: ProfileConfig) -> list[PromptSeed]:
     """One prompt a line, or JSON lines with `prompt` (and optionally `seed`)."""
     if not path.is_file():
         raise HpruneError(f"prompt file {path} does not exist; pass a text file with one prompt a line.")
@@ -126,179 +127,20 @@ def _from_file(path: Path, config: ProfileConfig) -> list[CalibItem]:
     for i, line in enumerate(l for l in path.read_text().splitlines() if l.strip()):
         if line.lstrip().startswith("{"):
             record = json.loads(line)
-            items.append(CalibItem(str(record["prompt"]), int(record.get("seed", config.seed + i))))
+            items.append(PromptSeed(str(record["prompt"]), int(record.get("seed", config.seed + i))))
         else:
-            items.append(CalibItem(line.strip(), config.seed + i))
+            items.append(PromptSeed(line.strip(), config.seed + i))
     if not items:
         raise HpruneError(f"prompt file {path} holds no prompts; write one prompt a line.")
     return items[: config.n_prompts]
 
 
-# ----------------------------------------------------------------- samplers
-
-
-class Sampler:
-    """Generates the calibration images; text conditioning is encoded once."""
-
-    def __init__(self, pipe, config: ProfileConfig, items: list[CalibItem]):
-        self.pipe, self.config = pipe, config
-        if hasattr(pipe, "set_progress_bar_config"):
-            pipe.set_progress_bar_config(disable=True)  # one bar: the variants'
-        self.batches = [items[i: i + config.batch_size] for i in range(0, len(items), config.batch_size)]
-        self.cond = [self.encode([it.prompt for it in batch]) for batch in self.batches]
-
-    @property
-    def transformer(self):
-        return self.pipe.transformer
-
-    def images(self, on_step=None) -> np.ndarray:
-        """uint8 (N, H, W, 3), one image per calibration item, in order. `on_step(fraction)`
-        is called after each denoising step with the share of the whole set it was."""
-        tick = None if on_step is None else (lambda: on_step(1 / (len(self.batches) * self.steps)))
-        return np.concatenate([self.sample(cond, [it.seed for it in batch], tick)
-                               for batch, cond in zip(self.batches, self.cond)])
-
-    @property
-    def steps(self) -> int:
-        raise NotImplementedError
-
-    def encode(self, prompts):
-        raise NotImplementedError
-
-    def sample(self, cond, seeds: list[int], tick=None) -> np.ndarray:
-        raise NotImplementedError
-
-
-class ShapesSampler(Sampler):
-    """The shapes teachers' sampling loop (ShapesPipeline.__call__) on cached text."""
-
-    def encode(self, prompts):
-        scale = self.guidance
-        cond = self.pipe.text_encoder.encode(prompts)
-        uncond = self.pipe.text_encoder.encode([""] * len(prompts)) if scale != 1.0 else None
-        return cond, uncond
-
-    @property
-    def guidance(self) -> float:
-        g = self.config.guidance
-        return self.pipe.config.guidance_scale if g is None else g
-
-    @property
-    def steps(self) -> int:
-        return self.config.steps or 8
-
-    @torch.no_grad()
-    def sample(self, cond, seeds, tick=None):
-        from hprune.toy.pipeline import to_uint8
-
-        pipe = self.pipe
-        x = pipe.initial_noise(seeds)
-        pipe.scheduler.set_timesteps(self.steps, device=pipe.device)
-        for t in pipe.scheduler.timesteps:
-            sigma = (t / pipe.scheduler.config.num_train_timesteps).expand(len(seeds))
-            v = pipe._guided_velocity(x, sigma, cond[0], cond[1], self.guidance)
-            x = pipe.scheduler.step(v, t, x).prev_sample
-            if tick:
-                tick()
-        return to_uint8(x.clamp(-1, 1))
-
-
-class DiffusersSampler(Sampler):
-    """StableDiffusion3Pipeline / FluxPipeline called with cached prompt embeddings;
-    `call_kwargs` go to every pipeline call (e.g. SD3's skip_guidance_layers)."""
-
-    def __init__(self, pipe, config: ProfileConfig, items: list[CalibItem], call_kwargs: dict | None = None):
-        self.call_kwargs = call_kwargs or {}
-        super().__init__(pipe, config, items)
-
-    @property
-    def guidance(self) -> float:
-        return 0.0 if self.config.guidance is None else self.config.guidance
-
-    def encode(self, prompts):
-        pipe, n = self.pipe, len(prompts)
-        kw = dict(device=pipe._execution_device, max_sequence_length=self._max_length())
-        if self.family == "flux":
-            embeds, pooled, _ids = pipe.encode_prompt(prompts, prompts, **kw)
-            return dict(prompt_embeds=embeds, pooled_prompt_embeds=pooled)
-        cfg = self.guidance > 1.0
-        out = pipe.encode_prompt(prompts, prompts, prompts, do_classifier_free_guidance=cfg,
-                                 negative_prompt=[""] * n if cfg else None, **kw)
-        names = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
-        return {k: v for k, v in zip(names, out) if v is not None}
-
-    @property
-    def family(self) -> str:
-        return get_adapter(self.pipe.transformer).family
-
-    def _max_length(self) -> int:
-        default = 512 if self.family == "flux" else 256
-        tokenizer = getattr(self.pipe, "tokenizer_3", None) or getattr(self.pipe, "tokenizer_2", None)
-        limit = getattr(tokenizer, "model_max_length", default) or default
-        return self.config.max_sequence_length or min(default, limit)
-
-    @property
-    def steps(self) -> int:
-        return self.config.steps or 4
-
-    @torch.no_grad()
-    def sample(self, cond, seeds, tick=None):
-        # One generator per image: an image depends on its seed, not its batch.
-        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        size = self.config.size
-
-        def on_step_end(_pipe, _step, _t, kwargs):
-            tick()
-            return kwargs
-
-        out = self.pipe(**cond, num_inference_steps=self.steps, guidance_scale=self.guidance,
-                        generator=gens, height=size, width=size, output_type="np",
-                        callback_on_step_end=on_step_end if tick else None, **self.call_kwargs)
-        return (np.clip(out.images, 0, 1) * 255).round().astype(np.uint8)
-
-    @torch.no_grad()
-    def latents(self, cond, seeds) -> torch.Tensor:
-        """(N, C, H, W) final latents in the transformer's space (before the VAE), as
-        distillation targets; FLUX's packed tokens are unpacked."""
-        pipe, size = self.pipe, self.config.size or pipe.default_sample_size * pipe.vae_scale_factor
-        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        out = pipe(**cond, num_inference_steps=self.config.steps or 4, guidance_scale=self.guidance,
-                   generator=gens, height=size, width=size, output_type="latent").images
-        return pipe._unpack_latents(out, size, size, pipe.vae_scale_factor) if self.family == "flux" else out
-
-
 def check_fits(pipe, config: ProfileConfig, metric: Metric | None = None) -> None:
     """Before anything is written: the metric and --size fit this pipeline."""
-    from hprune.toy.pipeline import ShapesPipeline
-
-    if isinstance(pipe, ShapesPipeline) or not hasattr(pipe, "encode_prompt"):
-        return  # make_sampler names an unsupported pipeline
-    if isinstance(metric, ShapesMetric):
+    if is_diffusers(pipe) and isinstance(metric, ShapesMetric):
         raise HpruneError("the shapes metric scores only the shapes teachers' 64x64 images; for a diffusers "
                           "pipeline pass --metric clip:/path/to/clip or hps:/path/to/hps (a local weights folder).")
-    cfg = pipe.transformer.config
-    if config.size is None or not getattr(cfg, "pos_embed_max_size", None):
-        return  # FLUX: rotary positions take any size
-    step = pipe.vae_scale_factor * cfg.patch_size  # pixels per token side
-    largest = cfg.pos_embed_max_size * step
-    if config.size > largest:
-        raise HpruneError(f"--size {config.size} is too big for this model: its pos_embed_max_size "
-                          f"{cfg.pos_embed_max_size} allows at most --size {largest}.")
-    if config.size % step:
-        raise HpruneError(f"--size {config.size} must be a multiple of {step} for this model "
-                          f"(VAE factor {pipe.vae_scale_factor} x patch {cfg.patch_size}); pass --size "
-                          f"{max(step, config.size // step * step)}.")
-
-
-def make_sampler(pipe, config: ProfileConfig, items: list[CalibItem], call_kwargs: dict | None = None) -> Sampler:
-    from hprune.toy.pipeline import ShapesPipeline
-
-    if isinstance(pipe, ShapesPipeline):
-        return ShapesSampler(pipe, config, items)
-    if not hasattr(pipe, "encode_prompt"):
-        raise HpruneError(f"cannot profile a {type(pipe).__name__}; pass a shapes teacher or a diffusers SD3/FLUX pipeline.")
-    get_adapter(pipe.transformer)  # an unsupported transformer class says so now
-    return DiffusersSampler(pipe, config, items, call_kwargs)
+    check_size(pipe, config.size)
 
 
 # ----------------------------------------------------------------- variants
@@ -476,7 +318,7 @@ class CallRecorder:
         return self.calls
 
 
-def make_reference(out: Path, sampler: Sampler, metric: Metric, items: list[CalibItem], norm_mode: str,
+def make_reference(out: Path, sampler: Sampler, metric: Metric, items: list[PromptSeed], norm_mode: str,
                    progress: bool = False) -> None:
     """Generate and score the unpruned model once; keep what variants reuse.
     reference.npz is written last, whole or not at all: it marks the reference done."""
@@ -525,7 +367,7 @@ def load_reference(out: Path) -> tuple[dict[str, np.ndarray], dict | None]:
 # ----------------------------------------------------------------- the run
 
 
-def prepare_run(out: Path, config: ProfileConfig, items: list[CalibItem], model, model_name: str, write: bool) -> None:
+def prepare_run(out: Path, config: ProfileConfig, items: list[PromptSeed], model, model_name: str, write: bool) -> None:
     """Check a resumed run matches; on the main process write what is new. Settings
     left by a run that failed before its reference was made hold no results: the
     new settings replace them."""
@@ -558,16 +400,6 @@ def settings_diff(old: dict, new: dict) -> str:
     return ", ".join(f"--{k.replace('_', '-')} {show(old.get(k))} -> {show(new.get(k))}" for k in keys)
 
 
-def versions() -> dict:
-    import diffusers
-    import transformers
-
-    import hprune
-
-    return {"hprune": hprune.__version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
-            "transformers": transformers.__version__}
-
-
 def profile(pipe, config: ProfileConfig, out_dir: str | Path, model_name: str = "", progress: bool = True) -> list[dict]:
     """Run (or resume) the contribution analysis into `out_dir`; returns the table.
 
@@ -582,7 +414,7 @@ def profile(pipe, config: ProfileConfig, out_dir: str | Path, model_name: str = 
     metric = get_metric(config.metric, device=str(state.device))  # bad weights fail before anything is written
     check_fits(pipe, config, metric)
     prepare_run(out, config, items, model, model_name, write=state.is_main_process)
-    sampler = make_sampler(pipe, config, items)
+    sampler = make_sampler(pipe, config.sampling(), items)
     if state.is_main_process:
         repair_tail(out / TABLE)
         if not (out / "reference.npz").is_file():

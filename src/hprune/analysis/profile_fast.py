@@ -31,9 +31,10 @@ import torch
 from hprune.core.errors import HpruneError
 from hprune.core.files import read_jsonl
 from hprune.analysis.profile import (
-    TABLE, BlockSimilarity, CallRecorder, ProfileConfig, append_row, calibration_set, finalize_table, make_sampler,
-    prepare_run, repair_tail, variant_key, variants, without, write_json,
+    TABLE, BlockSimilarity, CallRecorder, ProfileConfig, append_row, calibration_set, finalize_table, prepare_run,
+    repair_tail, variant_key, variants, without, write_json,
 )
+from hprune.model.sampling import make_sampler
 from hprune.prune.surgery import calibrate_norms
 
 PROXY = "image-rms"
@@ -104,7 +105,7 @@ def profile_fast(pipe, config: FastProfileConfig, out_dir: str | Path, model_nam
     items = calibration_set(config)
     model = pipe.transformer
     prepare_run(out, config, items, model, model_name, write=True)
-    sampler = make_sampler(pipe, config, items)
+    sampler = make_sampler(pipe, config.sampling(), items)
     repair_tail(out / TABLE)
     if not (out / "reference.npz").is_file():
         make_reference(out, sampler, config.norm_mode)

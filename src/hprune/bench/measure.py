@@ -123,13 +123,3 @@ def kernel_breakdown(model, kwargs: dict) -> dict:
         if device_us > 0 and evt.device_type == torch.autograd.DeviceType.CUDA:
             by_cat[categorize(evt.key)] += device_us / 1000.0
     return {k: round(v, 3) for k, v in sorted(by_cat.items(), key=lambda kv: -kv[1])}
-
-
-def top_kernels(model, kwargs: dict, n: int = 12) -> list[tuple[str, float, int]]:
-    from torch.profiler import ProfilerActivity, profile
-
-    with torch.inference_mode(), profile(activities=[ProfilerActivity.CUDA]) as prof:
-        model(**kwargs)
-        torch.cuda.synchronize()
-    rows = [(e.key[:90], getattr(e, "self_device_time_total", 0) / 1000.0, e.count) for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
-    return sorted(rows, key=lambda r: -r[1])[:n]

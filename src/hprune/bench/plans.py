@@ -25,7 +25,7 @@ def published_plan(arch_name: str, model, ratio: float) -> Plan:
     ad = get_adapter(model)
     if arch_name == "sd3.5-large" and abs(ratio - 0.2) < 1e-9:
         units = AUTHORS_SD35_LARGE
-        return ad.make_plan(model, units, method="manual", ratio_target=ratio, ratio_reached=_reached(ad, model, units))
+        return Plan.for_model(model, units, method="manual", ratio_target=ratio, ratio_reached=_reached(ad, model, units))
     return late_blocks_plan(model, ratio)
 
 
@@ -39,7 +39,7 @@ def late_blocks_plan(model, ratio: float) -> Plan:
         share = step / 1000
         units = [u for kind in lists.values() for u in kind[len(kind) - round(share * len(kind)):]] if share else []
         if _reached(ad, model, units) >= ratio:
-            return ad.make_plan(model, units, method="lastk", ratio_target=ratio, ratio_reached=_reached(ad, model, units))
+            return Plan.for_model(model, units, method="lastk", ratio_target=ratio, ratio_reached=_reached(ad, model, units))
     raise HpruneError(f"removing every removable block does not reach ratio {ratio} of {total} parameters; ask for less.")
 
 
@@ -50,7 +50,7 @@ def remove_last_plan(model, k: int) -> Plan:
     if not 0 < k <= len(order):
         raise HpruneError(f"--remove-last must be between 1 and {len(order)} (removable blocks of this model), got {k}.")
     units = order[-k:]
-    return ad.make_plan(model, units, method="lastk", ratio_reached=_reached(ad, model, units))
+    return Plan.for_model(model, units, method="lastk", ratio_reached=_reached(ad, model, units))
 
 
 def plan_from_file(path: str | Path, model) -> Plan:

@@ -69,7 +69,7 @@ def run(args) -> int:
         plan = Plan.load(args.plan)
     else:
         units = blocks_from_text(args.remove_blocks) if args.remove_blocks else units_from_text(args.remove)
-        plan = adapter.make_plan(model, units)
+        plan = Plan.for_model(model, units)
     norm_means = _norm_means(plan, args)
     before = adapter.total_params(model)
     prune_(model, plan, norm_means)

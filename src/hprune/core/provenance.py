@@ -20,9 +20,10 @@ _BASE = "_hprune_base_config"
 
 
 def versions() -> dict[str, str]:
-    """Installed versions of the packages a saved model depends on."""
+    """Installed versions of the packages a saved model or pipeline depends on (transformers:
+    the text encoders of a pipeline)."""
     out = {}
-    for name in ("hprune", "torch", "diffusers"):
+    for name in ("hprune", "torch", "diffusers", "transformers"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:

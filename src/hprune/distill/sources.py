@@ -77,19 +77,18 @@ def teacher_data(pipe, prompts: list[str], seed: int = 0, steps: int | None = No
     give images in [-1, 1]; diffusers pipelines their final latents (no VAE round trip)."""
     from tqdm.auto import tqdm
 
-    from hprune.analysis.profile import CalibItem, ProfileConfig, make_sampler
+    from hprune.model.sampling import PromptSeed, SamplingConfig, make_sampler
     from hprune.toy.pipeline import ShapesPipeline, to_model_space
 
-    items = [CalibItem(p, seed + i) for i, p in enumerate(prompts)]
-    config = ProfileConfig(n_prompts=max(len(items), 1), batch_size=batch_size, steps=steps, size=size)
-    sampler = make_sampler(pipe, config, items)
+    items = [PromptSeed(p, seed + i) for i, p in enumerate(prompts)]
+    sampler = make_sampler(pipe, SamplingConfig(steps=steps, size=size, batch_size=batch_size), items)
     x0, seqs, pools = [], [], []
     for batch, cond in tqdm(list(zip(sampler.batches, sampler.cond)), desc="teacher samples", unit="batch",
                             disable=not progress):
         seeds = [it.seed for it in batch]
         if isinstance(pipe, ShapesPipeline):
             x0.append(to_model_space(sampler.sample(cond, seeds)))
-            seq, pooled = cond[0]
+            seq, pooled = pipe.text_encoder.encode(cond)  # a shapes sampler's cond is the prompts
         else:
             x0.append(sampler.latents(cond, seeds).float().cpu())
             seq, pooled = cond["prompt_embeds"], cond["pooled_prompt_embeds"]

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from hprune.model import get_adapter
+from hprune.planning.plan import Plan
 from hprune.analysis.unit_table import format_table, unit_table
 from hprune.folders import save
 from hprune.prune.surgery import prune_
@@ -33,7 +34,7 @@ def tiny_sd3_demo(out: Path) -> None:
     model = pipe.transformer
     adapter = get_adapter(model)
     print(format_table(unit_table(model), adapter.total_params(model)))
-    plan = adapter.make_plan(model, ["joint.1", "joint.2"])
+    plan = Plan.for_model(model, ["joint.1", "joint.2"])
     prune_(model, plan)
     save(model, out / "pruned", source=out / "original", overwrite=True)
     print(f"\npruned blocks 1 and 2: {100 * plan.ratio_reached:.1f}% of parameters removed -> {out / 'pruned'}")
@@ -54,7 +55,6 @@ def shapes_demo(per_category: int) -> None:
     import copy
 
     from hprune.experiments.ablate import AblateConfig, degradation, score_transformer
-    from hprune.planning.plan import Plan
     from hprune.toy.pipeline import load_pipeline
 
     if not SHAPES_PLAN.is_file():

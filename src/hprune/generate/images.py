@@ -1,11 +1,10 @@
 """Batched generation: prompts -> images, in memory or into a folder.
 
-Shapes teachers are called as ShapesPipeline; diffusers SD3/FLUX pipelines
-(pruned ones loaded by hprune.load_pipeline, which take block indices of the
-original model) through hprune.analysis.profile's sampler, the one loop that drives them.
-Each image is drawn from its own seed alone (ShapesPipeline.initial_noise; one
-torch.Generator per image for diffusers): an item's seed plus the run's seed
-offset. Results do not depend on the batch size, on batch order or on a resume.
+Shapes teachers and diffusers SD3/FLUX pipelines (pruned ones loaded by
+hprune.load_pipeline, which take block indices of the original model) draw through
+hprune.model.sampling, the one loop every stage draws with. Each image is drawn
+from its own seed alone (ShapesPipeline.initial_noise; one torch.Generator per
+image for diffusers): an item's seed plus the run's seed offset. Results do not depend on the batch size, on batch order or on a resume.
 A generation folder holds `00000.png ...`, `generations.jsonl` (one line per
 image: index, prompt, seed, path, and the scene when known) and
 `generation.json` (what produced it). Generation into a folder resumes: images
@@ -25,6 +24,7 @@ from tqdm.auto import tqdm
 
 from hprune.core.errors import HpruneError
 from hprune.core.files import read_jsonl, write_atomic
+from hprune.model.sampling import PromptSeed, SamplingConfig, check_size, is_diffusers, make_sampler
 
 LOG = "generations.jsonl"
 SETTINGS = "generation.json"
@@ -106,28 +106,17 @@ def generate_to_dir(pipe, items: list[Item], out_dir: str | Path, cfg: Generatio
     return [done[i] for i in sorted(done)]
 
 
-def is_diffusers(pipe) -> bool:
-    """A diffusers SD3/FLUX pipeline (ShapesPipeline and stand-ins have no encode_prompt)."""
-    return hasattr(pipe, "encode_prompt")
-
-
 def _draw(pipe, prompts: list[str], seeds: list[int], cfg: GenerationConfig) -> np.ndarray:
     """uint8 (N, H, W, 3) images of one batch; `seeds` are final (the run's offset added)."""
-    if not is_diffusers(pipe):
-        return pipe(prompts, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale, seeds=seeds).images
-    from hprune.analysis.profile import CalibItem, make_sampler
-
     extra = {"skip_guidance_layers": list(cfg.skip_layers)} if cfg.skip_layers else None
     # one sampler per batch: only this batch's prompt embeddings are held
-    items = [CalibItem(p, s) for p, s in zip(prompts, seeds)]
-    return make_sampler(pipe, _sampler_config(cfg, len(prompts)), items, extra).images()
+    items = [PromptSeed(p, s) for p, s in zip(prompts, seeds)]
+    return make_sampler(pipe, _sampling(cfg), items, extra).images()
 
 
-def _sampler_config(cfg: GenerationConfig, n: int):
-    from hprune.analysis.profile import ProfileConfig
-
-    return ProfileConfig(n_prompts=n, steps=cfg.steps, guidance=cfg.guidance_scale, size=cfg.size,
-                         max_sequence_length=cfg.max_sequence_length, batch_size=cfg.batch_size)
+def _sampling(cfg: GenerationConfig) -> SamplingConfig:
+    return SamplingConfig(steps=cfg.steps, guidance=cfg.guidance_scale, size=cfg.size,
+                          max_sequence_length=cfg.max_sequence_length, batch_size=cfg.batch_size)
 
 
 def check_fits(pipe, cfg: GenerationConfig) -> None:
@@ -138,9 +127,7 @@ def check_fits(pipe, cfg: GenerationConfig) -> None:
             raise HpruneError(f"{', '.join(given)} apply to diffusers SD3/FLUX pipelines only; a shapes teacher draws "
                               f"64x64 images with its own text encoder: leave {' and '.join(given)} out.")
         return
-    from hprune.analysis.profile import check_fits as check_size
-
-    check_size(pipe, _sampler_config(cfg, 1))
+    check_size(pipe, cfg.size)
     if cfg.skip_layers:
         _check_skip_layers(pipe, cfg)
 

@@ -121,21 +121,6 @@ class Adapter:
                 f"(it has {sizes} blocks); list the valid ones with `hprune inspect MODEL`."
             )
 
-    def make_plan(self, model: nn.Module, units, **fields):
-        from hprune.planning.plan import Plan
-
-        units = [u if isinstance(u, Unit) else Unit.parse(u) for u in units]
-        gone = [str(u) for u in units if u in self.removed_units(model) or u.block_unit() in self.removed_units(model)]
-        if gone:
-            raise HpruneError(f"{', '.join(gone)} {'is' if len(gone) == 1 else 'are'} already removed from this model "
-                              "(indices name blocks of the original model); list only units it still has.")
-        current = self.to_current(model, units)
-        self.check_units(model, current)
-        plan = Plan(family=self.family, arch=self.signature(model), units=units, **fields)
-        removed = sum(self.unit_params(model, u) for u in current)
-        plan.ratio_reached = round(removed / self.total_params(model), 6)
-        return plan
-
 
 @dataclass
 class Swap:

@@ -38,11 +38,6 @@ class BlockMap:
                               f"{self.original.get(kind, 0)} {kind} blocks); list the valid ones with `hprune inspect MODEL`.")
         return self.mapping(kind).get(index)
 
-    def original_index(self, kind: str, index: int) -> int:
-        """The original index of current block `index`."""
-        inverse = {new: old for old, new in self.mapping(kind).items()}
-        return inverse[index]
-
     def to_current(self, unit: Unit) -> Unit | None:
         """`unit` (original indices) in the current numbering; None when its block was removed."""
         index = self.current(unit.kind, unit.index)

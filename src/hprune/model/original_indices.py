@@ -30,6 +30,7 @@ from hprune.model import get_adapter
 from hprune.model.original_names import OriginalNames
 from hprune.model.units import Unit
 from hprune.core.errors import HpruneError
+from hprune.core.provenance import steps_of
 
 log = logging.getLogger("hprune")
 
@@ -147,11 +148,10 @@ NO_LORA_BACKENDS = ("w4fp8", "torchao-int4", "torchao-int4-tinygemm")
 
 
 def _refuse_unfused_quantized(model: nn.Module) -> None:
-    from hprune.quant.quantize import quant_state
-
-    quant = quant_state(model)
-    if quant is not None and quant[0].backend in NO_LORA_BACKENDS:
-        raise HpruneError(f"a LoRA cannot be loaded into a {quant[0].backend}-quantized transformer; fuse it into "
+    steps = steps_of(model, "quantize")  # quantize_ records its config: read the backend there
+    backend = steps[-1]["config"]["backend"] if steps else None
+    if backend in NO_LORA_BACKENDS:
+        raise HpruneError(f"a LoRA cannot be loaded into a {backend}-quantized transformer; fuse it into "
                           "the 16-bit model before quantizing (pipe.load_lora_weights(...); pipe.fuse_lora(); "
                           "pipe.unload_lora_weights(); then `hprune quantize` or hprune.quantize_(pipe.transformer, ...)).")
 

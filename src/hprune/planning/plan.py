@@ -2,7 +2,8 @@
 
 A plan is a versioned, human-readable JSON file (`"schema": 1`). Unit indices
 always refer to the original (unpruned) model; `arch` records that model's
-shape so a plan cannot be applied to another architecture or size.
+shape so a plan cannot be applied to another architecture or size. Rankers make
+plans in hprune.planning.scoring; `Plan.for_model` makes one of units named by hand.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from hprune.model import get_adapter
 from hprune.model.units import NORM_MODES, Unit
 from hprune.core.errors import HpruneError
 from hprune.core.files import write_json
@@ -53,9 +55,23 @@ class Plan:
         if problems:
             raise HpruneError("invalid plan: " + "; ".join(problems) + ".")
 
-    @property
-    def blocks_only(self) -> bool:
-        return all(u.is_block for u in self.units)
+    @classmethod
+    def for_model(cls, model, units, **fields) -> "Plan":
+        """A plan that removes `units` (`Unit`s or names such as `joint.12.attn`, in original
+        indices) from `model`, checked against it: each must be one the model still has.
+        `ratio_reached` is the share of the model's parameters they hold; `fields` set the rest."""
+        adapter = get_adapter(model)
+        units = [u if isinstance(u, Unit) else Unit.parse(u) for u in units]
+        done = adapter.removed_units(model)
+        gone = [str(u) for u in units if u in done or u.block_unit() in done]
+        if gone:
+            raise HpruneError(f"{', '.join(gone)} {'is' if len(gone) == 1 else 'are'} already removed from this model "
+                              "(indices name blocks of the original model); list only units it still has.")
+        current = adapter.to_current(model, units)
+        adapter.check_units(model, current)
+        reached = sum(adapter.unit_params(model, u) for u in current) / adapter.total_params(model)
+        return cls(family=adapter.family, arch=adapter.signature(model), units=units,
+                   **{**fields, "ratio_reached": round(reached, 6)})
 
     def to_dict(self) -> dict:
         data = asdict(self)

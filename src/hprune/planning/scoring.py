@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hprune.analysis.unit_table import ModelUnits
 from hprune.model.units import Unit
 from hprune.core.errors import HpruneError
 from hprune.core.files import read_jsonl
@@ -34,54 +35,6 @@ RANKERS = ("hpp", "koala", "bkscore", "lastk")
 PAPER_ALPHA = {"sd3": 0.55, "flux": 0.01}
 DEFAULT_R_THRES = 0.25
 MATCH_TOLERANCE = 0.01  # every method's plan removes its ratio and at most 1 point more (matched sizes)
-
-
-@dataclass(frozen=True)
-class ModelUnits:
-    """What a plan needs to know about a model, without loading it."""
-
-    family: str
-    arch: dict
-    total_params: int
-    blocks: tuple[str, ...]  # whole-block unit keys, in forward order
-    params: dict[str, int]  # unit key -> parameters it removes (blocks and subcomponents)
-
-    @classmethod
-    def from_model(cls, model) -> "ModelUnits":
-        from hprune.model import get_adapter
-
-        ad = get_adapter(model)
-        return cls(
-            family=ad.family,
-            arch=ad.signature(model),
-            total_params=int(ad.total_params(model)),
-            blocks=tuple(u.key for u, _ in ad.blocks(model)),
-            params={info.unit.key: int(info.params) for info in ad.units(model)},
-        )
-
-    def position(self, key: str) -> int:
-        """Forward position of the block that holds unit `key` (0 = first block)."""
-        return self._positions[Unit.parse(key).block_unit().key]
-
-    @property
-    def _positions(self) -> dict[str, int]:
-        return {key: i for i, key in enumerate(self.blocks)}
-
-    def to_dict(self) -> dict:
-        return {"family": self.family, "arch": self.arch, "total_params": self.total_params,
-                "blocks": list(self.blocks), "params": self.params}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ModelUnits":
-        return cls(data["family"], data["arch"], int(data["total_params"]), tuple(data["blocks"]),
-                   {k: int(v) for k, v in data["params"].items()})
-
-    @classmethod
-    def load(cls, path: str | Path) -> "ModelUnits":
-        path = Path(path)
-        if not path.is_file():
-            raise HpruneError(f"{path} does not exist; run `hprune profile` for this model first.")
-        return cls.from_dict(json.loads(path.read_text()))
 
 
 @dataclass

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 class Backend:
     name: str
     summary: str
-    weight_bits: int
     packages: tuple[str, ...] = ()  # import names
     pip_names: tuple[str, ...] = ()
     needs_gpu: bool = False

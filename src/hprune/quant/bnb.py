@@ -56,6 +56,6 @@ BACKENDS = [
     BnbNf4Backend(
         name="bnb-nf4",
         summary="bitsandbytes NF4 weights, 16-bit compute (W4A16), double quantization: the paper's recipe",
-        weight_bits=4, packages=("bitsandbytes",), pip_names=("bitsandbytes",),
+        packages=("bitsandbytes",), pip_names=("bitsandbytes",),
     )
 ]

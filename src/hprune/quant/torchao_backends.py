@@ -35,16 +35,16 @@ BACKENDS = [
     TorchaoBackend(
         name="torchao-int4",
         summary="torchao int4 weight-only, group 128, plain layout (mslk kernels; pip install mslk-cuda)",
-        weight_bits=4, extra={"kind": "int4", "packing": "plain"}, **_COMMON,
+        extra={"kind": "int4", "packing": "plain"}, **_COMMON,
     ),
     TorchaoBackend(
         name="torchao-int4-tinygemm",
         summary="torchao int4 weight-only, group 128, tinygemm layout (kernel in PyTorch itself)",
-        weight_bits=4, extra={"kind": "int4", "packing": "tile_packed_to_4d"}, **_COMMON,
+        extra={"kind": "int4", "packing": "tile_packed_to_4d"}, **_COMMON,
     ),
     TorchaoBackend(
         name="torchao-fp8",
         summary="torchao float8 rowwise weights and activations (8-bit, W8A8): the speed reference, not 4-bit",
-        weight_bits=8, extra={"kind": "fp8"}, **_COMMON,
+        extra={"kind": "fp8"}, **_COMMON,
     ),
 ]

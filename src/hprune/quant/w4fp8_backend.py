@@ -28,6 +28,5 @@ BACKENDS = [
         name="w4fp8",
         summary="int4 weights (bf16 scale per row; or per 128 inputs), FP8 activations per token, FP8 tensor cores (Hopper): "
                 "per row, a Triton unpack to FP8 + cuBLAS's row-wise FP8 GEMM; per group, hprune's fused Triton GEMM",
-        weight_bits=4,
     )
 ]

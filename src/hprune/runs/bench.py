@@ -31,12 +31,12 @@ def bench_block(ctx: RunContext) -> dict | None:
 
 
 def _step_inputs(ctx: RunContext) -> dict:
-    from hprune.analysis.profile import CalibItem, make_sampler
+    from hprune.model.sampling import PromptSeed, make_sampler
     from hprune.runs.samples import eval_items
 
     item = eval_items(ctx)[0]
     pipe = ctx.pipe()
-    config = replace(ctx.recipe.analysis, steps=1, batch_size=1, n_prompts=1)
+    config = replace(ctx.recipe.analysis.sampling(), steps=1, batch_size=1)
     captured = {}
 
     def grab(_module, _args, kwargs):
@@ -44,7 +44,7 @@ def _step_inputs(ctx: RunContext) -> dict:
 
     handle = pipe.transformer.register_forward_pre_hook(grab, with_kwargs=True)
     try:
-        make_sampler(pipe, config, [CalibItem(item.prompt, item.seed)]).images()
+        make_sampler(pipe, config, [PromptSeed(item.prompt, item.seed)]).images()
     finally:
         handle.remove()
     return captured["kwargs"]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from hprune.core.errors import HpruneError
 from hprune.core.files import write_atomic, write_json
+from hprune.core.provenance import versions
 from hprune.runs.context import RunContext
 from hprune.folders.run_layout import STAGES, VARIANTS, RunLayout
 from hprune.runs.recipe import to_toml
@@ -60,7 +61,7 @@ def start(ctx: RunContext) -> None:
     layout.root.mkdir(parents=True, exist_ok=True)
     write_atomic(layout.recipe, to_toml(ctx.recipe))
     write_json(layout.info, {**info, "family": _family(ctx), "command": shlex.join(sys.argv),
-                             "versions": _versions(), "started": _now()}, indent=2)
+                             "versions": versions(), "started": _now()}, indent=2)
 
 
 def _check_same(layout: RunLayout, info: dict, recipe_text: str) -> None:
@@ -221,12 +222,6 @@ def model_family(model: str) -> str:
 
     config = json.loads((model_folder(model) / "config.json").read_text())
     return adapter_for_class(config.get("_class_name", "")).family
-
-
-def _versions() -> dict:
-    from hprune.analysis.profile import versions
-
-    return versions()
 
 
 def _now() -> str:

@@ -1,7 +1,8 @@
 """The generate stage: every variant draws the same prompts from the same seeds.
 
-One sampler (hprune.analysis.profile's, so sampling matches the analysis) encodes the
-prompts once; each variant's transformer is swapped into the teacher's pipeline.
+One sampler (hprune.model.sampling's, the loop the analysis draws with too) holds the
+prompts, a diffusers pipeline's encoded once; each variant's transformer is swapped into the
+teacher's pipeline.
 Each variant's folder is written whole or not at all, in `hprune generate`'s
 format (so `hprune eval` and `hprune study create` read it), with `model.json`
 ({"params": int, "folder": str | None}) beside the images.
@@ -45,12 +46,12 @@ def variant_folders(ctx: RunContext) -> dict[str, Path | None]:
 def generate_variants(ctx: RunContext) -> dict[str, int]:
     """Draw every variant not drawn yet; returns variant -> number of images."""
     from hprune.folders.atomic import atomic_folder
-    from hprune.analysis.profile import CalibItem, make_sampler
+    from hprune.model.sampling import PromptSeed, make_sampler
 
     items, pipe = eval_items(ctx), ctx.pipe()
     steps = ctx.recipe.evaluate.steps or ctx.recipe.analysis.steps
-    config = replace(ctx.recipe.analysis, steps=steps, batch_size=ctx.recipe.evaluate.batch_size, n_prompts=len(items))
-    sampler = make_sampler(pipe, config, [CalibItem(i.prompt, i.seed) for i in items])
+    config = replace(ctx.recipe.analysis.sampling(), steps=steps, batch_size=ctx.recipe.evaluate.batch_size)
+    sampler = make_sampler(pipe, config, [PromptSeed(i.prompt, i.seed) for i in items])
     settings = {"model": ctx.model, "steps": steps, "guidance": sampler.guidance}
     counts = {}
     for name, folder in variant_folders(ctx).items():

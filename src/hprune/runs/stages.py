@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 from dataclasses import replace
 
-from hprune.core.errors import HpruneError
 from hprune.runs.context import RunContext
 
 
@@ -182,9 +181,3 @@ def _params(model) -> int:
 
 STAGE_FUNCTIONS = {"analysis": analysis, "plan": plan, "prune": prune, "distill": distill, "quantize": quantize,
                    "generate": generate, "evaluate": evaluate, "report": report}
-
-
-def check_stage_names(names) -> None:
-    unknown = [n for n in names if n not in STAGE_FUNCTIONS]
-    if unknown:
-        raise HpruneError(f"unknown stages {unknown}; the stages are {', '.join(STAGE_FUNCTIONS)}.")

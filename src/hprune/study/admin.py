@@ -9,9 +9,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from hprune.core.errors import HpruneError
 from hprune.study import db, web
-from hprune.study.app import conn_of, render
 from hprune.study.chart import bar_chart
 from hprune.study.results import PICK_COLUMNS, RATING_COLUMNS, summarise, table_rows, to_csv
+from hprune.study.web import conn_of, render
 
 router = APIRouter(prefix="/admin")
 

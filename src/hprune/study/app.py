@@ -11,14 +11,12 @@ import threading
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hprune.core.errors import HpruneError
-from hprune.study import db, flow, web
+from hprune.study import admin, db, flow, participant, web
 
 HERE = Path(__file__).parent
 
@@ -37,25 +35,7 @@ class Connections:
         return conn
 
 
-def conn_of(request: Request):
-    """The calling thread's connection; sync routes run in FastAPI's thread pool, so this never blocks the loop."""
-    return request.app.state.conns.get()
-
-
-async def in_thread(request: Request, fn, *args):
-    """fn(connection, *args) in the thread pool, for async routes (those that read a bounded body first)."""
-    conns = request.app.state.conns
-    return await run_in_threadpool(lambda: fn(conns.get(), *args))
-
-
-def render(request: Request, name: str, status_code: int = 200, **context) -> HTMLResponse:
-    html = request.app.state.pages.get_template(name).render(**context)
-    return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
-
-
 def create_app(study: str | Path, admin_token: str) -> FastAPI:
-    from hprune.study import admin, participant
-
     if not Path(study).is_file():
         raise HpruneError(f"{study} does not exist; create it with `hprune study create --from GEN_DIR... --out {study}`.")
     if len(admin_token) < 16:
@@ -75,9 +55,9 @@ def create_app(study: str | Path, admin_token: str) -> FastAPI:
 
 async def _http_error(request: Request, err: StarletteHTTPException):
     if err.status_code == 401:
-        return render(request, "admin_login.html", 401, error=err.detail)
-    return render(request, "error.html", err.status_code, message=err.detail, status=err.status_code)
+        return web.render(request, "admin_login.html", 401, error=err.detail)
+    return web.render(request, "error.html", err.status_code, message=err.detail, status=err.status_code)
 
 
 async def _refused(request: Request, err: flow.Refused):
-    return render(request, "error.html", err.status, message=str(err), status=err.status)
+    return web.render(request, "error.html", err.status, message=str(err), status=err.status)

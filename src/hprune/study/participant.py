@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hprune.study import db, flow, web
-from hprune.study.app import conn_of, in_thread, render
+from hprune.study.web import conn_of, in_thread, render
 
 router = APIRouter()
 COOKIE_AGE = 60 * 60 * 24 * 90  # a participant may come back within three months

@@ -1,5 +1,6 @@
-"""HTTP edges of the study app: bounded form bodies, the admin token check and the
-headers every response carries."""
+"""HTTP edges of the study app: bounded form bodies, the admin token check, the
+headers every response carries, and the per-request helpers the routes share
+(connection, thread pool, templates)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import hmac
 from urllib.parse import parse_qs
 
 from fastapi import HTTPException, Request
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
 
 MAX_BODY = 4096  # bytes; a study form is a few short fields
 MAX_FIELDS = 8
@@ -19,6 +22,22 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+
+
+def conn_of(request: Request):
+    """The calling thread's connection; sync routes run in FastAPI's thread pool, so this never blocks the loop."""
+    return request.app.state.conns.get()
+
+
+async def in_thread(request: Request, fn, *args):
+    """fn(connection, *args) in the thread pool, for async routes (those that read a bounded body first)."""
+    conns = request.app.state.conns
+    return await run_in_threadpool(lambda: fn(conns.get(), *args))
+
+
+def render(request: Request, name: str, status_code: int = 200, **context) -> HTMLResponse:
+    html = request.app.state.pages.get_template(name).render(**context)
+    return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
 
 
 class SecurityHeaders:

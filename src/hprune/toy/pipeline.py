@@ -105,10 +105,6 @@ class ShapesSD3Pipeline(ShapesPipeline):
 class ShapesFluxPipeline(ShapesPipeline):
     """FluxTransformer2DModel on packed pixel patches (like FLUX packs latents 2x2)."""
 
-    @property
-    def patch(self) -> int:
-        return round((self.transformer.config.in_channels // 3) ** 0.5)
-
     def velocity(self, x, sigma, seq, pooled):
         return flux_velocity(self.transformer, x, sigma, seq, pooled)
 

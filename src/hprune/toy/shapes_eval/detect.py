@@ -81,7 +81,6 @@ class Found:
     mask: np.ndarray = field(repr=False)  # silhouette, holes filled, full canvas
     glyph: np.ndarray = field(repr=False)  # digit pixels, full canvas
     fill_pattern: np.ndarray = field(repr=False)  # where the fill's dark shade should be (best phase)
-    shape_iou: float = 0.0
 
 
 @dataclass
@@ -186,7 +185,7 @@ def _describe(labels: np.ndarray, image: np.ndarray, family: int, comp: np.ndarr
     ys, xs = np.nonzero(filled)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     side = int(max(y1 - y0, x1 - x0))
-    shape, iou = classify_shape(filled[y0:y1, x0:x1])
+    shape = classify_shape(filled[y0:y1, x0:x1])
     dark = labels == 5 + 2 * family
     fill, fill_pattern = read_fill(dark, interior(filled))
     digit = digit_color = None
@@ -210,15 +209,14 @@ def _describe(labels: np.ndarray, image: np.ndarray, family: int, comp: np.ndarr
         mask=filled,
         glyph=glyph,
         fill_pattern=fill_pattern,
-        shape_iou=iou,
     )
 
 
 _TEMPLATES = np.stack([shape_mask(s, TEMPLATE) for s in SHAPES])
 
 
-def classify_shape(box_mask: np.ndarray) -> tuple[str, float]:
-    """Best template for a mask cropped to its bounding box, and its IoU."""
+def classify_shape(box_mask: np.ndarray) -> str:
+    """The template with the highest IoU against a mask cropped to its bounding box."""
     h, w = box_mask.shape
     rows = ((np.arange(TEMPLATE) + 0.5) * h / TEMPLATE).astype(int)
     cols = ((np.arange(TEMPLATE) + 0.5) * w / TEMPLATE).astype(int)
@@ -226,8 +224,7 @@ def classify_shape(box_mask: np.ndarray) -> tuple[str, float]:
     inter = (_TEMPLATES & scaled).sum((1, 2))
     union = (_TEMPLATES | scaled).sum((1, 2))
     iou = inter / np.maximum(union, 1)
-    best = int(iou.argmax())
-    return SHAPES[best], float(iou[best])
+    return SHAPES[int(iou.argmax())]
 
 
 def _read_glyph(glyph: np.ndarray, image: np.ndarray, box) -> tuple[int | None, str | None]:

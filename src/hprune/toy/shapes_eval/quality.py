@@ -118,15 +118,12 @@ def measure(image: np.ndarray, reading: Reading) -> tuple[dict[str, float], np.n
 
 # ---------------------------------------------------------------- set level
 
-FEATURES = (
-    *(f"color_{c}" for c in COLORS), *(f"shape_{s}" for s in SHAPES), "striped", "dotted", "digit", "white_digit",
-    "background_striped", "background_checkered", "background_unknown", "objects", "object_area", "large",
-)  # fmt: skip
 FEATURE_FLOOR = 0.02  # every feature is a share in [0, 1]; smaller spreads count as this
 
 
 def features(reading: Reading) -> np.ndarray:
-    """What an image shows, as shares in [0, 1], one per FEATURES name.
+    """What an image shows, as shares in [0, 1]: colours, shapes, fills, digits, background,
+    object count, mean object area, large objects.
 
     Content read from the image (objects and background), not pixel quality:
     the per-image parts measure that. Shares are over the image's objects.
