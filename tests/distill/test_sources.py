@@ -78,3 +78,19 @@ def test_cached_data_is_made_once_per_key_and_read_back_from_its_file(tmp_path):
     key = hashlib.sha256(repr(("shapes:2", 64, 0)).encode()).hexdigest()[:12]  # the name `hprune distill` always gave
     assert (tmp_path / "run" / DATA_FILE.format(key=key)).is_file()
     assert len(list((tmp_path / "run").glob("distill_data-*.safetensors"))) == 2
+
+
+def test_folder_data_is_encoded_at_the_t5_length_images_are_sampled_with(tmp_path):
+    """One max-length rule (issue 15): training embeddings as long as the sampler's, so a FLUX
+    student never trains on 256 tokens and draws with 512."""
+    from hprune.model.sampling import PromptSeed, SamplingConfig, make_sampler, max_sequence_length
+
+    pipe = tiny_pipeline("flux")
+    pipe.tokenizer_2.model_max_length = 300  # above SD3's 256, below FLUX's 512
+    folder = _images(tmp_path / "imgs")
+    for i in range(2):
+        (folder / f"{i}.txt").write_text(PROMPTS[i])
+    data = folder_data(pipe, folder, size=16)
+    sampler = make_sampler(pipe, SamplingConfig(steps=1, size=16), [PromptSeed(PROMPTS[0], 0)])
+    assert data.seq.shape[1] == max_sequence_length(pipe) == 300
+    assert sampler.encode(PROMPTS[:1])["prompt_embeds"].shape[1] == 300

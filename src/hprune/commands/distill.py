@@ -98,7 +98,7 @@ def run(args) -> int:
 
     from hprune.distill import distill
     from hprune.folders import load_pipeline, save
-    from hprune.folders.atomic import check_out
+    from hprune.core.atomic import check_out
     from hprune.folders.loading import check_plan_for
     from hprune.distill.loop import check_run_folder
     from hprune.folders.paths import RUN_MODEL

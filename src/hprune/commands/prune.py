@@ -59,7 +59,7 @@ def _norm_means(plan: Plan, args):
 def run(args) -> int:
     from hprune.model.compile import block_shapes, shapes_line
     from hprune.folders import load, pipeline_folder, save
-    from hprune.folders.atomic import check_out
+    from hprune.core.atomic import check_out
     from hprune.prune.surgery import prune_
 
     check_out(Path(args.out), args.overwrite)

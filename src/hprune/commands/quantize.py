@@ -34,7 +34,7 @@ def run(args) -> int:
     import torch
 
     from hprune.folders import Manifest, load, model_folder, pipeline_folder, save
-    from hprune.folders.atomic import check_out
+    from hprune.core.atomic import check_out
     from hprune.quant.quantize import QuantConfig, quantize_, weight_bytes
 
     config = QuantConfig(backend=args.backend, group_size=args.group_size, skip=tuple(args.skip), double_quant=not args.no_double_quant)

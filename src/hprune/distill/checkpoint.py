@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from hprune.core.atomic import atomic_folder
 from hprune.core.files import default_mode
 
 LATEST = "latest"
@@ -18,21 +19,14 @@ LATEST = "latest"
 def save_checkpoint(root: Path, step: int, model, optimizer, ema=None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:07d}"
-    tmp = root / f".step-{step:07d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    # Ctrl-C or a kill mid-write: the last whole checkpoint stays the latest, nothing half-written
+    with atomic_folder(final, overwrite=True) as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "student.safetensors"))
         default_mode(tmp / "student.safetensors")
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         if ema is not None:
             torch.save(ema.state_dict(), tmp / "ema.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step}))
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-    except BaseException:  # Ctrl-C mid-write: the last whole checkpoint stays the latest, nothing half-written
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     pointer = root / f".{LATEST}.tmp"
     pointer.write_text(final.name)
     os.replace(pointer, root / LATEST)

@@ -142,6 +142,7 @@ def folder_data(pipe, folder: str | Path, size: int, chunk: int = 8, progress: b
     """VAE latents and text embeddings of an image folder with captions (metadata.jsonl as
     Hugging Face imagefolder, or image.png + image.txt) for a real SD3/FLUX diffusers pipeline."""
     from hprune.core.progress import progress as progress_bar
+    from hprune.model.sampling import encode_prompts
 
     pairs = _images_and_captions(Path(folder))
     latents, seqs, pools = [], [], []
@@ -153,7 +154,8 @@ def folder_data(pipe, folder: str | Path, size: int, chunk: int = 8, progress: b
         z = pipe.vae.encode(x).latent_dist.sample(torch.Generator(pipe.vae.device).manual_seed(i))
         cfg = pipe.vae.config
         latents.append(((z - (cfg.shift_factor or 0.0)) * cfg.scaling_factor).float().cpu())
-        seq, pooled = _encode_prompt(pipe, [c for _, c in part])
+        cond = encode_prompts(pipe, [c for _, c in part])
+        seq, pooled = cond["prompt_embeds"], cond["pooled_prompt_embeds"]
         seqs.append(seq.float().cpu())
         pools.append(pooled.float().cpu())
     return DistillData(torch.cat(latents), torch.cat(seqs), torch.cat(pools))
@@ -163,17 +165,3 @@ def _open(image):
     from PIL import Image
 
     return image if isinstance(image, Image.Image) else Image.open(image)
-
-
-def _encode_prompt(pipe, captions: list[str]):
-    kwargs = dict(prompt=captions, prompt_2=None, max_sequence_length=_max_len(pipe))
-    if hasattr(pipe, "text_encoder_3"):  # SD3 family
-        seq, _, pooled, _ = pipe.encode_prompt(prompt_3=None, do_classifier_free_guidance=False, **kwargs)
-        return seq, pooled
-    seq, pooled, _ = pipe.encode_prompt(**kwargs)
-    return seq, pooled
-
-
-def _max_len(pipe) -> int:
-    tokenizer = getattr(pipe, "tokenizer_3", None) or getattr(pipe, "tokenizer_2", None)
-    return min(256, getattr(tokenizer, "model_max_length", 256))

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch.nn as nn
 
 from hprune.core.files import default_mode
-from hprune.folders.atomic import atomic_folder
+from hprune.core.atomic import atomic_folder
 from hprune.folders.manifest import Manifest
 from hprune.folders.paths import CONFIG, pipeline_folder
 from hprune.folders.weights import write_state

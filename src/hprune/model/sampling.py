@@ -114,26 +114,11 @@ class DiffusersSampler(Sampler):
         return 0.0 if self.config.guidance is None else self.config.guidance
 
     def encode(self, prompts):
-        pipe, n = self.pipe, len(prompts)
-        kw = dict(device=pipe._execution_device, max_sequence_length=self._max_length())
-        if self.family == "flux":
-            embeds, pooled, _ids = pipe.encode_prompt(prompts, prompts, **kw)
-            return dict(prompt_embeds=embeds, pooled_prompt_embeds=pooled)
-        cfg = self.guidance > 1.0
-        out = pipe.encode_prompt(prompts, prompts, prompts, do_classifier_free_guidance=cfg,
-                                 negative_prompt=[""] * n if cfg else None, **kw)
-        names = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
-        return {k: v for k, v in zip(names, out) if v is not None}
+        return encode_prompts(self.pipe, prompts, self.config.max_sequence_length, self.guidance)
 
     @property
     def family(self) -> str:
         return get_adapter(self.pipe.transformer).family
-
-    def _max_length(self) -> int:
-        default = 512 if self.family == "flux" else 256
-        tokenizer = getattr(self.pipe, "tokenizer_3", None) or getattr(self.pipe, "tokenizer_2", None)
-        limit = getattr(tokenizer, "model_max_length", default) or default
-        return self.config.max_sequence_length or min(default, limit)
 
     @property
     def steps(self) -> int:
@@ -165,6 +150,33 @@ class DiffusersSampler(Sampler):
         with torch.no_grad():
             return self.pipe(**cond, num_inference_steps=self.steps, guidance_scale=self.guidance, generator=gens,
                              **kwargs)
+
+
+def max_sequence_length(pipe, override: int | None = None) -> int:
+    """The T5 token length every stage encodes prompts with (sampling, analysis, distillation
+    data), so a student is trained on the embeddings it will be sampled with: `override`, else
+    the family pipeline's own default (SD3 256, FLUX 512; diffusers' `__call__` defaults)
+    capped by the tokenizer's `model_max_length`."""
+    default = 512 if get_adapter(pipe.transformer).family == "flux" else 256
+    tokenizer = getattr(pipe, "tokenizer_3", None) or getattr(pipe, "tokenizer_2", None)
+    limit = getattr(tokenizer, "model_max_length", default) or default
+    return override or min(default, limit)
+
+
+def encode_prompts(pipe, prompts: list[str], max_length: int | None = None, guidance: float = 0.0) -> dict:
+    """A diffusers SD3 / FLUX pipeline's prompt embeddings for `prompts`, as pipeline keyword
+    arguments: `prompt_embeds` (B, T, D) and `pooled_prompt_embeds` (B, D), plus the negative
+    (empty-prompt) pair when `guidance` > 1 turns on SD3's classifier-free guidance.
+    Every text encoder gets the same prompt; T5 length by `max_sequence_length`."""
+    kw = dict(device=pipe._execution_device, max_sequence_length=max_sequence_length(pipe, max_length))
+    if get_adapter(pipe.transformer).family == "flux":
+        embeds, pooled, _ids = pipe.encode_prompt(prompts, prompts, **kw)
+        return dict(prompt_embeds=embeds, pooled_prompt_embeds=pooled)
+    cfg = guidance > 1.0
+    out = pipe.encode_prompt(prompts, prompts, prompts, do_classifier_free_guidance=cfg,
+                             negative_prompt=[""] * len(prompts) if cfg else None, **kw)
+    names = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
+    return {k: v for k, v in zip(names, out) if v is not None}
 
 
 def check_size(pipe, size: int | None) -> None:

@@ -45,7 +45,7 @@ def variant_folders(ctx: RunContext) -> dict[str, Path | None]:
 
 def generate_variants(ctx: RunContext) -> dict[str, int]:
     """Draw every variant not drawn yet; returns variant -> number of images."""
-    from hprune.folders.atomic import atomic_folder
+    from hprune.core.atomic import atomic_folder
     from hprune.model.sampling import PromptSeed, make_sampler
 
     items, pipe = eval_items(ctx), ctx.pipe()

@@ -20,7 +20,6 @@ import copy
 import hashlib
 import itertools
 import json
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -307,11 +306,10 @@ def save(pipe: ShapesPipeline, folder: Path, cfg: TrainConfig, summary: dict, co
 def snapshot(ema: ShapesPipeline, folder: Path, cfg: TrainConfig, step: int, command: str) -> None:
     """The EMA so far as a loadable teacher folder, replaced atomically: a run on a machine
     that can be taken away leaves a usable `--init` for the next stage."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save(copy.deepcopy(ema), tmp, cfg, {"steps_done": step, "snapshot": True}, command)
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    from hprune.core.atomic import atomic_folder
+
+    with atomic_folder(folder, overwrite=True) as tmp:
+        save(copy.deepcopy(ema), tmp, cfg, {"steps_done": step, "snapshot": True}, command)
 
 
 def split_hashes() -> dict[str, str]:
