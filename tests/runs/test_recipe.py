@@ -28,12 +28,19 @@ def test_set_overrides_in_toml_syntax_or_as_a_bare_string():
 
 
 @pytest.mark.parametrize("item, needle", [
-    ("distill.steps=x", "takes an integer"),
+    ("distill.steps=x", "takes a whole number"),
     ("distill.pwp=1", "true or false"),
     ("steps=3", "section.key=value"),
     ("distil.steps=3", "did you mean 'distill'"),
     ("distill.steps=0", "distill.steps must be at least 1"),
     ("plan.alpha=nan", "plan.alpha must be a finite number"),
+    # keys unset by default (None) are checked against their annotation, never passed through
+    ("plan.alpha=abc", "'plan.alpha' takes a number"),
+    ("distill.pwp_boundary=abc", "'distill.pwp_boundary' takes a whole number"),
+    ("distill.ema_decay=abc", "'distill.ema_decay' takes a number"),
+    ("analysis.max_sequence_length=-5", "must be 0 or more"),
+    ("data.sgdistill_above=abc", "'data.sgdistill_above' takes a number"),
+    ("evaluate.split='bogus'", "evaluate.split must be one of train, val, test"),
 ])
 def test_bad_overrides_say_what_is_wrong(item, needle):
     with pytest.raises(HpruneError, match=needle):
@@ -74,4 +81,11 @@ def test_a_recipe_file_that_is_not_toml(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[plan\n")
     with pytest.raises(HpruneError, match="not valid TOML"):
+        load_recipe(str(bad))
+
+
+def test_a_recipe_file_that_is_not_utf8(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b"\xff\xfe[x]")
+    with pytest.raises(HpruneError, match="not UTF-8"):
         load_recipe(str(bad))

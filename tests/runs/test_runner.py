@@ -164,3 +164,17 @@ def test_memory_has_gpu_numbers_only_with_a_gpu(finished):
     memory = json.loads((finished / "memory.json").read_text())
     assert memory["teacher"]["weight_bytes"] > memory["compressed"]["weight_bytes"] > 0
     assert (memory["bench"] is not None) == torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("damage", ["{broken", "[]", '{"model": "shapes-sd3"}'])
+def test_a_damaged_run_json_is_one_sentence_for_status_and_resume(finished, tmp_path, capsys, damage):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    (run / "run.json").write_text(damage)
+    for argv in (["run", "--status", str(run)], ["run", "shapes-sd3", "--ratio", "0.2", "--out", str(run)]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.strip() == f"error: {run / 'run.json'} is damaged (it is the record `hprune run` writes first); " \
+                              "restore it, or start over in a new --out folder.", err

@@ -90,10 +90,14 @@ class EvalSettings:
     samples: int = 8  # prompts in the report's sample grid
 
     def __post_init__(self):
+        from hprune.toy.splits import SPLITS
+
         small = [k for k in ("per_category", "n_prompts", "batch_size", "samples") if getattr(self, k) < 1]
         if small or (self.steps is not None and self.steps < 1):
             names = ", ".join(f"evaluate.{k}" for k in small or ["steps"])
-            raise HpruneError(f"{names} must be at least 1.")
+            raise HpruneError(f"{names} must be at least 1; set it in the recipe or with --set {names.split(',')[0]}=VALUE.")
+        if self.split not in SPLITS:
+            raise HpruneError(f"evaluate.split must be one of {', '.join(SPLITS)}, got '{self.split}'.")
 
 
 @dataclass
@@ -165,9 +169,13 @@ def _recipe_path(name: str) -> Path:
 
 def _read(path: Path) -> dict:
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise HpruneError(f"recipe {path} is not valid TOML ({err}); fix that line.")
+    except UnicodeDecodeError:
+        raise HpruneError(f"recipe {path} is not UTF-8 text; save it as UTF-8 TOML.") from None
+    except IsADirectoryError:
+        raise HpruneError(f"recipe {path} is a folder; pass a .toml file or a shipped recipe name.") from None
 
 
 def _parse_set(item: str) -> tuple[str, str, object]:
@@ -200,7 +208,7 @@ def _section(section: str, cls: type, table: dict):
         if key not in known:
             raise HpruneError(f"recipe key '{section}.{key}' does not exist"
                               f"{_closest(key, known, prefix=section + '.')}.")
-        _check_type(f"{section}.{key}", value, getattr(cls, key, None))
+        _check_type(f"{section}.{key}", value, getattr(cls, key, None), known[key].type)
     try:
         return cls(**table)
     except HpruneError as err:  # the library's config classes name the stage commands' flags
@@ -229,13 +237,30 @@ def _as_recipe_keys(message: str, section: str, keys) -> str:
     return f"{text.rstrip('.')}; set {them} in the recipe or with --set {named[0]}=VALUE."
 
 
-def _check_type(key: str, value, default) -> None:
-    if default is None:
+_KINDS = {"bool": bool, "int": int, "float": float, "str": str}
+_KIND_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+
+
+def _check_type(key: str, value, default, annotation) -> None:
+    """Refuse a value of the wrong type in one sentence. A key whose default is None (unset:
+    the family's or pipeline's value) is checked against its annotation (`float | None`),
+    and a whole number it takes must be at least 0."""
+    expected = type(default) if default is not None else _annotated_kind(annotation)
+    if expected is None:
         return
-    kinds = (int, float) if isinstance(default, float) else type(default)
-    if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, kinds):
-        kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(type(default), "a value")
-        raise HpruneError(f"recipe key '{key}' takes {kind} (like {default!r}), got {value!r}.")
+    kinds = (int, float) if expected is float else expected
+    if isinstance(value, bool) != (expected is bool) or not isinstance(value, kinds):
+        like = f" (like {_toml_value(default)})" if default is not None else ""
+        raise HpruneError(f"recipe key '{key}' takes {_KIND_WORDS[expected]}{like}, got {_toml_value(value)}.")
+    if default is None and expected in (int, float) and value < 0:
+        raise HpruneError(f"recipe key '{key}' must be 0 or more when set, got {value}.")
+
+
+def _annotated_kind(annotation) -> type | None:
+    """bool, int, float or str from a field annotation such as 'int | None' (a string under
+    `from __future__ import annotations`); None when it names no single one of them."""
+    names = [part.strip() for part in str(annotation).split("|") if part.strip() != "None"]
+    return _KINDS.get(names[0]) if len(names) == 1 else None
 
 
 def _closest(word: str, options, prefix: str = "") -> str:

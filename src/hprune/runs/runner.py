@@ -64,8 +64,20 @@ def start(ctx: RunContext) -> None:
                              "versions": versions(), "started": _now()}, indent=2)
 
 
+def read_info(layout: RunLayout) -> dict:
+    """RUN/run.json, or HpruneError when it is not the record `hprune run` wrote."""
+    try:
+        info = json.loads(layout.info.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        info = None
+    if not isinstance(info, dict) or not {"model", "ratio", "recipe", "quant"} <= info.keys():
+        raise HpruneError(f"{layout.info} is damaged (it is the record `hprune run` writes first); restore it, or "
+                          "start over in a new --out folder.")
+    return info
+
+
 def _check_same(layout: RunLayout, info: dict, recipe_text: str) -> None:
-    saved = json.loads(layout.info.read_text())
+    saved = read_info(layout)
     differ = [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in info.items() if k != "recipe" and saved.get(k) != v]
     old = _paper_alpha_written(layout.recipe.read_text() if layout.recipe.is_file() else "", saved.get("family"))
     differ += [f"{a.strip()} -> {b.strip()}" for a, b in _changed_lines(old, recipe_text)]
@@ -140,7 +152,7 @@ def status(root: str | Path) -> str:
     layout = RunLayout(root)
     if not layout.info.is_file():
         raise HpruneError(f"{root} is not an `hprune run` folder (no run.json); pass the --out folder of a run.")
-    info = json.loads(layout.info.read_text())
+    info = read_info(layout)
     lines = [f"run of {info['model']} at ratio {info['ratio']:g} (recipe {info['recipe']}, quant {info['quant']})"]
     current = True  # the first stage not done: the one running, or where the run stopped
     for stage in STAGES:
