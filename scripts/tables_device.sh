@@ -27,7 +27,7 @@
 # distilled jobs + 2, ~8.5 min at 14 processes):
 #   TEACHERS=shapes-sd3 RATIOS=0.2,0.3 JOBS=14 bash scripts/tables_device.sh start
 # env: TEACHERS, RATIOS, METHODS, SEEDS (0,1,2), JOBS (7 per teacher), STEPS (400), QUANT (w4fp8; none: no twin),
-# ANALYSIS (mean; "" uses the identity-norm analyses results/analysis/T), RTHRES (0.05).
+# FRESH (set: re-run every job, ignoring results/tables), ANALYSIS (mean; "" uses the identity-norm analyses results/analysis/T), RTHRES (0.05).
 # Returned under $OUT: ablation-<teacher>.json (the table rows: mean over seeds, degradation_ci95,
 # hpp+pwp's vs_best_baseline), tables.md (the markdown tables), tables_rows-<teacher>.tgz (per-job JSON,
 # per-image .npz, plans, loss curves, training summaries, the first seed's sample strips), tables_log.txt.
@@ -88,7 +88,7 @@ case "$MODE" in
   start)
     rm -rf "$WORK" "$REPO" && mkdir -p "$WORK" && cp -r "$PWD" "$REPO"
     for t in ${TEACHERS:-shapes-sd3 shapes-flux}; do  # (row, seed) jobs finished by earlier calls are not re-run
-      [ -d "results/tables/$t" ] && cp -r "results/tables/$t" "$WORK/$t"
+      [ -z "${FRESH:-}" ] && [ -d "results/tables/$t" ] && cp -r "results/tables/$t" "$WORK/$t"
     done
     setsid nohup bash "$REPO/scripts/tables_device.sh" body > "$WORK/body.log" 2>&1 < /dev/null &
     while [ $(( $(date +%s) - begin )) -lt $WAIT_S ] && ! grep -q DONE "$WORK/log.txt" 2>/dev/null; do sleep 10; done

@@ -144,3 +144,20 @@ def test_per_row_linear_takes_the_fast_path_under_compile():
     eager, compiled = q(x), torch.compile(q)(x)
     assert torch.allclose(eager.float(), compiled.float(), atol=2e-2, rtol=2e-2)
     assert _rel(eager, lin(x).double()) < 0.2
+
+
+@pytest.mark.parametrize("group", [128, 0])
+def test_a_width_that_is_not_a_multiple_of_128_is_padded_and_quantized_exactly(group):
+    # the shapes-sd3 teacher's widths (112, 448): padded with zero weights and zero inputs,
+    # the layer computes what the unpadded int4 weight would
+    torch.manual_seed(2)
+    lin = torch.nn.Linear(112, 48).to(torch.bfloat16)
+    q = W4Fp8Linear.from_linear(lin, group)
+    assert q.qweight.shape == (48, 64)
+    x = torch.randn(7, 112, dtype=torch.bfloat16)
+    w_int4 = unpack_int4(q.qweight, q.w_scale)
+    assert w_int4[:, 112:].abs().max() == 0
+    x8, _, xs = quantize_rows(torch.nn.functional.pad(x, (0, 16)), 0)
+    expected = (x8.float() * xs[:, None])[:, :112] @ w_int4[:, :112].t() + lin.bias.float()
+    assert torch.allclose(q(x).float(), expected, rtol=2e-2, atol=2e-2)
+    assert ((q(x).float() - lin(x).float()).norm() / lin(x).float().norm()) < 0.15

@@ -25,7 +25,18 @@ FP8_MAX = 448.0
 def supports(linear: nn.Linear) -> bool:
     # A layer left with no inputs by pruning (a FLUX proj_out whose branches are
     # all gone) stays a 16-bit bias-only layer.
-    return linear.in_features > 0 and linear.in_features % TILE_K == 0
+    return linear.in_features > 0
+
+
+def padded_k(in_features: int) -> int:
+    """The stored input width: in_features rounded up to the 128-input tile.
+
+    Real SD3/FLUX widths (2432, 3072, 9728, 12288, ...) are multiples of 128 and
+    store exactly 4 bits (+ scales) per weight; narrower toy widths (the shapes
+    teachers' 112 and 448) pad their weights and inputs with zeros, which leaves
+    every product and every row's absmax scale unchanged.
+    """
+    return -(-in_features // TILE_K) * TILE_K
 
 
 def pack_int4(weight: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,7 +117,7 @@ FAST_PATH = "cublas"
 
 
 def takes_fast_path(x: torch.Tensor, packed: torch.Tensor, w_scale: torch.Tensor) -> bool:
-    # cuBLAS FP8 wants N a multiple of 16 (K always is: a multiple of 128)
+    # cuBLAS FP8 wants N a multiple of 16 (K always is: padded to a multiple of 128)
     return x.is_cuda and w_scale.dim() == 1 and packed.shape[0] % 16 == 0
 
 
@@ -150,14 +161,19 @@ def w4fp8_linear(x, packed, w_scale, bias, group_size):
     return out.view(*x.shape[:-1], packed.shape[0])
 
 
+def _pad_inputs(t: torch.Tensor, k: int) -> torch.Tensor:
+    return t if t.shape[-1] == k else torch.nn.functional.pad(t, (0, k - t.shape[-1]))
+
+
 class W4Fp8Linear(nn.Module):
     """Drop-in for nn.Linear holding packed int4 weights (buffers, so state_dict saves them)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool, group_size: int, device=None, dtype=torch.bfloat16):
         super().__init__()
         self.in_features, self.out_features, self.group_size = in_features, out_features, group_size
-        scale_shape = (out_features, in_features // group_size) if group_size else (out_features,)
-        self.register_buffer("qweight", torch.zeros(out_features, in_features // 2, dtype=torch.uint8, device=device))
+        k = padded_k(in_features)
+        scale_shape = (out_features, k // group_size) if group_size else (out_features,)
+        self.register_buffer("qweight", torch.zeros(out_features, k // 2, dtype=torch.uint8, device=device))
         self.register_buffer("w_scale", torch.ones(scale_shape, dtype=torch.bfloat16, device=device))
         self.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype, device=device), requires_grad=False) if bias else None
 
@@ -165,12 +181,13 @@ class W4Fp8Linear(nn.Module):
     def from_linear(cls, linear: nn.Linear, group_size: int) -> "W4Fp8Linear":
         w = linear.weight.data
         mod = cls(linear.in_features, linear.out_features, linear.bias is not None, group_size, device=w.device, dtype=w.dtype)
-        mod.qweight, mod.w_scale = pack_int4(w, group_size)
+        mod.qweight, mod.w_scale = pack_int4(_pad_inputs(w, padded_k(w.shape[1])), group_size)
         if linear.bias is not None:
             mod.bias.data.copy_(linear.bias.data)
         return mod
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _pad_inputs(x, self.qweight.shape[1] * 2)
         return w4fp8_linear(x, self.qweight, self.w_scale, self.bias, self.group_size)
 
     def extra_repr(self) -> str:
