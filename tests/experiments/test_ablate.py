@@ -108,6 +108,23 @@ def test_seeds_give_a_mean_an_interval_and_a_paired_bootstrap_at_40_percent(tiny
     assert "paired bootstrap" in table and f"{100 * ours['ratio_reached']:.1f}%" in table
 
 
+def test_the_table_is_rebuilt_from_the_job_files_alone(tiny_teacher):
+    """scripts/ablation_tables.py's path: the committed per-job files give back the rows ablate
+    returned (means, intervals, paired bootstrap); an unfinished job is named, not skipped."""
+    from hprune.experiments.ablate import table_from_jobs
+
+    cfg = AblateConfig(ratios=(0.4,), methods=("koala", "hpp", "hpp+pwp"), seeds=(0, 1),
+                       distill=DistillConfig(steps=1, batch_size=2, checkpoint_every=1),
+                       data_size=8, per_category=1, eval_steps=2)
+    out = tiny_teacher / "out-rebuild"
+    rows = ablate(str(tiny_teacher / "teacher"), tiny_teacher / "run", out, cfg)
+    teacher, rebuilt = table_from_jobs(out)
+    assert rebuilt == rows and teacher == json.loads((out / "teacher.json").read_text())
+    (out / "koala-0.4-s1.json").unlink()
+    with pytest.raises(HpruneError, match="1 jobs .* have not finished \\(koala-0.4-s1\\)"):
+        table_from_jobs(out)
+
+
 def test_hpp_distill_row_distils_hpps_plan_without_pwp_or_sgdistill(tiny_teacher):
     """PWP's own effect: hpp+distill and hpp+pwp share the plan, the seeds and the budget; only PWP differs."""
     cfg = AblateConfig(ratios=(0.3,), methods=("hpp", "hpp+distill", "hpp+pwp"), seeds=(0, 1),

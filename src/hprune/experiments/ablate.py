@@ -343,6 +343,27 @@ def ablate(teacher: str, run_dir: str | Path, out_dir: str | Path, cfg: AblateCo
     return rows
 
 
+def table_from_jobs(out_dir: str | Path) -> tuple[dict, list[dict]]:
+    """(teacher scores, table rows) rebuilt from a finished ablation folder (what `ablate` returned),
+    without a GPU: its config.json names the rows; each (row, seed) job's JSON and .npz are read back.
+
+    Raises HpruneError naming the jobs that have not finished."""
+    out = Path(out_dir)
+    if not (out / "config.json").is_file():
+        raise HpruneError(f"{out} has no config.json: it is not an ablation folder written by `hprune ablate`.")
+    saved = json.loads((out / "config.json").read_text())
+    cfg = AblateConfig(ratios=tuple(saved["ratios"]), methods=tuple(saved["methods"]), quant=saved["quant"],
+                       seeds=tuple(saved["seeds"]) if saved["seeds"] else None, split=saved["split"],
+                       distill=DistillConfig(seed=saved["distill"]["seed"]))
+    specs = [RowSpec(m, r, seed) for r in cfg.ratios for m in cfg.methods for seed in _seeds_of(m, cfg)]
+    missing = [s.name for s in specs if not (out / f"{s.name}.json").is_file()]
+    if missing:
+        raise HpruneError(f"{len(missing)} jobs in {out} have not finished ({', '.join(missing[:4])}"
+                          f"{', ...' if len(missing) > 4 else ''}); run `hprune ablate` into it again to finish them.")
+    results = [json.loads((out / f"{s.name}.json").read_text()) for s in specs]
+    return json.loads(teacher_file(out, cfg.split).read_text()), table_rows(specs, results, out, cfg)
+
+
 def _seeds_of(method: str, cfg: AblateConfig) -> tuple[int, ...]:
     """`hpp` alone is pruned, not trained: no seed changes it, so it runs once."""
     return cfg.distill_seeds[:1] if method == "hpp" else cfg.distill_seeds
