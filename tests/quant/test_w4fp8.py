@@ -161,3 +161,14 @@ def test_a_width_that_is_not_a_multiple_of_128_is_padded_and_quantized_exactly(g
     expected = (x8.float() * xs[:, None])[:, :112] @ w_int4[:, :112].t() + lin.bias.float()
     assert torch.allclose(q(x).float(), expected, rtol=2e-2, atol=2e-2)
     assert ((q(x).float() - lin(x).float()).norm() / lin(x).float().norm()) < 0.15
+
+
+@pytest.mark.gpu
+def test_cublas_fast_path_takes_a_float32_model_with_a_bias():
+    # cuBLAS refuses a bias with a float32 output; the shapes teachers are float32
+    lin = torch.nn.Linear(112, 448).cuda()
+    q = W4Fp8Linear.from_linear(lin, 0)
+    x = torch.randn(300, 112, device="cuda")
+    out = q(x)
+    assert out.dtype == torch.float32
+    assert ((out - lin(x)).norm() / lin(x).norm()) < 0.15

@@ -134,7 +134,10 @@ def fast_linear(x2, packed, w_scale, bias):
         return w4fp8_mm_swapped(x8, rowsum, x_scale, packed, w_scale, bias, x2.dtype)
     x8, x_scale = quantize_tokens(x2)
     w8, w_scale32 = w4_unpack_fp8(packed, w_scale)
-    return torch._scaled_mm(x8, w8.t(), scale_a=x_scale, scale_b=w_scale32, bias=bias, out_dtype=x2.dtype, use_fast_accum=True)
+    # cuBLAS adds a bias only into 16-bit outputs; a float32 model (the shapes teachers) adds its own
+    fused = bias if x2.dtype != torch.float32 else None
+    out = torch._scaled_mm(x8, w8.t(), scale_a=x_scale, scale_b=w_scale32, bias=fused, out_dtype=x2.dtype, use_fast_accum=True)
+    return out if bias is None or fused is not None else out + bias
 
 
 @torch.library.custom_op("hprune::w4fp8_mm_swapped", mutates_args=())
