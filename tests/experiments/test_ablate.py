@@ -111,7 +111,7 @@ def test_seeds_give_a_mean_an_interval_and_a_paired_bootstrap_at_40_percent(tiny
 def test_the_table_is_rebuilt_from_the_job_files_alone(tiny_teacher):
     """scripts/ablation_tables.py's path: the committed per-job files give back the rows ablate
     returned (means, intervals, paired bootstrap); an unfinished job is named, not skipped."""
-    from hprune.experiments.ablate import table_from_jobs
+    from hprune.experiments.ablate import compare_methods, table_from_jobs
 
     cfg = AblateConfig(ratios=(0.4,), methods=("koala", "hpp", "hpp+pwp"), seeds=(0, 1),
                        distill=DistillConfig(steps=1, batch_size=2, checkpoint_every=1),
@@ -120,6 +120,10 @@ def test_the_table_is_rebuilt_from_the_job_files_alone(tiny_teacher):
     rows = ablate(str(tiny_teacher / "teacher"), tiny_teacher / "run", out, cfg)
     teacher, rebuilt = table_from_jobs(out)
     assert rebuilt == rows and teacher == json.loads((out / "teacher.json").read_text())
+    ours = next(r for r in rows if r["method"] == "hpp+pwp")
+    pairs = compare_methods(out, rows, "hpp+pwp", "koala")
+    assert pairs == [{"ratio": 0.4, "quant": "none", **ours["vs_best_baseline"]}]
+    assert compare_methods(out, rows, "hpp+pwp", "bkscore") == []  # no such row
     (out / "koala-0.4-s1.json").unlink()
     with pytest.raises(HpruneError, match="1 jobs .* have not finished \\(koala-0.4-s1\\)"):
         table_from_jobs(out)

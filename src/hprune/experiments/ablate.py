@@ -417,6 +417,23 @@ def add_paired_bootstrap(table: list[dict], out: Path, cfg: AblateConfig) -> Non
             ours["vs_best_baseline"] = {"baseline": best["method"], **paired_bootstrap(teacher, *sets)}
 
 
+def compare_methods(out: str | Path, table: list[dict], ours: str, other: str, split: str = "test") -> list[dict]:
+    """`ours` vs `other` at each (ratio, quant) both rows have: the paired bootstrap over prompts
+    (hprune.metrics.intervals.paired_bootstrap) as {ratio, quant, other, ...}; e.g. hpp+pwp vs
+    hpp+distill measures PWP's own effect. Rows without per-image scores are left out."""
+    from hprune.metrics.intervals import paired_bootstrap
+
+    out = Path(out)
+    teacher = load_per_image(teacher_file(out, split).with_suffix(".npz"), "none")
+    found = []
+    for a in [r for r in table if r["method"] == ours]:
+        b = next((r for r in table if r["method"] == other and (r["ratio"], r["quant"]) == (a["ratio"], a["quant"])), None)
+        sets = [_seed_scores(out, r) for r in (a, b)] if b and teacher is not None else [[None]]
+        if None not in sum(sets, []):
+            found.append({"ratio": a["ratio"], "quant": a["quant"], "baseline": other, **paired_bootstrap(teacher, *sets)})
+    return found
+
+
 def _seed_scores(out: Path, row: dict) -> list:
     return [load_per_image(out / f"{RowSpec(row['method'], row['ratio'], seed).name}.npz", row["quant"])
             for seed in row["seeds"]]
@@ -454,16 +471,20 @@ def markdown_table(teacher: dict, rows: list[dict]) -> str:
 def _paired_table(rows: list[dict]) -> list[str]:
     lines = ["", f"{OURS} vs the best baseline at each ratio: paired bootstrap over prompts "
              f"({rows[0]['vs_best_baseline']['resamples']} resamples); diff = degradation of {OURS} minus "
-             "the baseline's.", "",
-             "| ratio | quant | baseline | diff | 95% CI | P(ours not better) | baseline / ours | 95% CI |",
+             "the baseline's.", ""]
+    return lines + paired_lines([{"ratio": r["ratio"], "quant": r["quant"], **r["vs_best_baseline"]} for r in rows])
+
+
+def paired_lines(pairs: list[dict]) -> list[str]:
+    """Markdown rows of paired comparisons ({ratio, quant, baseline, diff, ...} as paired_bootstrap gives)."""
+    lines = ["| ratio | quant | baseline | diff | 95% CI | P(ours not better) | baseline / ours | 95% CI |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in rows:
-        b = r["vs_best_baseline"]
+    for b in pairs:
         times, ci = "n/a", "-"
         if "baseline_over_ours" in b:
             times = f"{b['baseline_over_ours']:.1f}x"
             ci = "[" + ", ".join(f"{x:.1f}x" for x in b["baseline_over_ours_ci95"]) + "]"
-        lines.append(f"| {r['ratio']:g} | {r['quant']} | {b['baseline']} | {_percent(b['diff'])} | "
+        lines.append(f"| {b['ratio']:g} | {b['quant']} | {b['baseline']} | {_percent(b['diff'])} | "
                      f"{_interval(b['diff_ci95'])} | {b['p_not_better']:.3f} | {times} | {ci} |")
     return lines
 
