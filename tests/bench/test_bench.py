@@ -116,7 +116,9 @@ def test_bench_runs_medium_at_low_resolution(tmp_path):
     from hprune.bench.plans import published_plan as plan
     from hprune.bench.runner import Variant, run
 
-    cfg = BenchConfig(arch="sd3.5-medium", resolution=256, steps=2, variants=[Variant("pruned-30%", lambda m: plan("sd3.5-medium", m, 0.3), "w4fp8")])
+    cfg = BenchConfig(arch="sd3.5-medium", resolution=256, steps=2,
+                      variants=[Variant("pruned-30%", lambda m: plan("sd3.5-medium", m, 0.3), "w4fp8", crop_to=256)])
     rows, extras = run(cfg)
     assert [r["variant"] for r in rows] == ["original", "pruned-30%"] and not extras.get("failed")
     assert rows[1]["weights_gib"] < 0.35 * rows[0]["weights_gib"] and rows[1]["peak_gib"] < rows[0]["peak_gib"]
+    assert rows[1]["pos_embed_cropped"] and not rows[0]["pos_embed_cropped"]

@@ -25,6 +25,7 @@ class Variant:
     plan: object = None  # callable(model) -> Plan, or None
     quant: str = BF16
     group_size: int | None = None  # None: the backend's default (QuantConfig)
+    crop_to: int | None = None  # SD3: keep the position embeddings up to this many pixels a side
 
 
 @dataclass
@@ -144,6 +145,10 @@ def _build(arch: Arch, variant: Variant):
         prune_(model, plan)
         model._hprune_bench_plan = plan
     params = get_adapter(model).total_params(model)
+    if variant.crop_to:
+        from hprune.model.pos_embed import crop_pos_embed
+
+        crop_pos_embed(model, variant.crop_to)
     if variant.quant != BF16:
         quantize_(model, QuantConfig(backend=variant.quant, group_size=variant.group_size))
     gc.collect()
@@ -170,7 +175,7 @@ def _row(arch, variant, config, compiled, params, model, step, total, peak) -> d
         "arch": arch.name, "variant": variant.name, "ratio": _ratio(variant, model), "quant": _quant_label(variant),
         "compiled": compiled, "params": params, "weights_gib": round(weight_bytes(model) / measure.GIB, 3),
         "peak_gib": round(peak, 3), "step_ms": round(step, 2), "steps": config.steps, "total_ms": round(total, 1),
-        "resolution": config.resolution, "batch": config.batch,
+        "resolution": config.resolution, "batch": config.batch, "pos_embed_cropped": bool(variant.crop_to),
         "device": torch.cuda.get_device_name(), "torch": torch.__version__,
     }
 

@@ -35,6 +35,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--fp8-original", action="store_true", help="also measure the unpruned model in torchao float8 row-wise (needs torchao)")
     parser.add_argument("--text-encoders", action="store_true", help="also count the T5/CLIP encoders' memory")
     parser.add_argument("--t5-quant", default=None, choices=BACKEND_NAMES, help="with --text-encoders: quantize T5-XXL")
+    parser.add_argument("--crop-pos-embed", action="store_true",
+                        help="SD3: the compressed model keeps only the position embeddings up to --resolution "
+                             "(what `hprune quantize --max-size` saves)")
     parser.add_argument("--out", default=".", help="folder for bench.json and bench.md")
 
 
@@ -51,9 +54,9 @@ def variant(args):
         plan, name = (lambda model: published_plan(args.arch, model, args.ratio)), f"pruned-{round(args.ratio * 100)}%"
     else:
         plan, name = None, "compressed"
-    if plan is None and args.quant == BF16:
+    if plan is None and args.quant == BF16 and not args.crop_pos_embed:
         return None
-    return Variant(name, plan, args.quant, args.group_size)
+    return Variant(name, plan, args.quant, args.group_size, crop_to=args.resolution if args.crop_pos_embed else None)
 
 
 def run(args) -> int:

@@ -26,6 +26,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--group-size", type=int, default=None, help="inputs per weight scale (w4fp8: 0 = per row, its fast path and default, or 128; others: 128)")
     parser.add_argument("--skip", action="append", default=[], metavar="PATTERN", help="glob of module names to keep in 16 bit (repeatable)")
     parser.add_argument("--no-double-quant", action="store_true", help="bnb-nf4: keep the block scales in 32 bit")
+    parser.add_argument("--max-size", type=int, default=None, metavar="PX",
+                        help="SD3 only: keep the position embeddings of images up to PX pixels a side and drop the rest "
+                             "(SD3.5 Large at 1024: 171 -> 19 MiB; same outputs up to PX, larger sizes refused)")
     parser.add_argument("--device", default=AUTO, type=resolve_device, help="where to quantize: " + DEVICE_HELP)
     parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
 
@@ -47,6 +50,10 @@ def run(args) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load(args.model_dir, torch_dtype=config.torch_compute_dtype, device=device)
     before = weight_bytes(model)
+    if args.max_size is not None:
+        from hprune.model.pos_embed import crop_pos_embed
+
+        crop_pos_embed(model, args.max_size, _vae_scale_factor(args.model_dir))
     result = quantize_(model, config)
     out = save(model, args.out, source=pipeline_folder(args.model_dir))
     print(f"quantized {len(result.quantized)} linear layers with {config.backend} ({len(result.kept)} kept in 16 bit"
@@ -58,4 +65,17 @@ def run(args) -> int:
 def _why_kept(config, result) -> str:
     if not result.kept or config.backend != "w4fp8":
         return ""
-    return ": w4fp8 takes only layers whose input width is a multiple of 128"
+    return ": w4fp8 keeps only layers left with no inputs by pruning"
+
+
+def _vae_scale_factor(model_dir: str) -> int:
+    """Pixels per latent side: the pipeline's VAE says (2 ** (levels - 1)); SD3's 8 for a bare transformer."""
+    import json
+
+    from hprune.folders import pipeline_folder
+
+    source = pipeline_folder(model_dir)
+    vae = Path(source) / "vae" / "config.json" if source is not None else None
+    if vae is None or not vae.is_file():
+        return 8
+    return 2 ** (len(json.loads(vae.read_text()).get("block_out_channels", [0] * 4)) - 1)

@@ -14,7 +14,7 @@ import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 
-STAGES = ("prune", "distill", "quantize")
+STAGES = ("prune", "distill", "quantize", "crop_pos_embed")
 _HISTORY = "_hprune_history"
 _BASE = "_hprune_base_config"
 

@@ -19,6 +19,7 @@ from hprune.core.errors import HpruneError
 from hprune.folders.manifest import MANIFEST, Manifest
 from hprune.folders.paths import MODEL_INDEX, model_folder, pipeline_folder
 from hprune.folders.weights import read_state
+from hprune.model.pos_embed import STAGE as CROP_STAGE, apply_crop
 from hprune.planning.plan import Plan, compose
 from hprune.core.provenance import restore, steps_of
 from hprune.quant import get_backend
@@ -38,6 +39,8 @@ def load(path: str | Path, torch_dtype: torch.dtype | None = None, device: str |
     manifest = Manifest.read(folder)
     model = _empty_model(folder, manifest.base_config)
     _replay_prune(model, manifest)
+    for step in manifest.steps(CROP_STAGE):
+        apply_crop(model, step["grid"])
     state = read_state(folder)
     quant = manifest.steps("quantize")
     with torch.no_grad():
