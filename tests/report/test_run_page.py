@@ -178,6 +178,16 @@ def test_without_quantization_the_grid_has_three_columns(tmp_path):
     text = page.read_text()
     assert "<th>prompt (seed)</th><th>teacher</th><th>pruned</th><th>distilled</th></tr>" in text
     assert "No samples of quantized" in text and "quantization none" in text
+    assert "did not run" in text  # no quantize marker: the stage has not run
+
+
+def test_a_quantize_stage_that_quantized_nothing_is_not_called_missing(tmp_path):
+    root = write_run_folder(tmp_path / "run", quant=False)
+    _stage(RunLayout(root), "quantize", "no quantization; the compressed model is runs/x/model")
+    page, _ = write_report(root)
+    text = page.read_text()
+    assert "No samples of quantized: the recipe quantizes nothing (quantize.backend = none)" in text
+    assert "did not run" not in text
 
 
 def test_a_second_report_drops_images_it_no_longer_uses(tmp_path):

@@ -178,3 +178,20 @@ def test_a_damaged_run_json_is_one_sentence_for_status_and_resume(finished, tmp_
         err = capsys.readouterr().err
         assert err.strip() == f"error: {run / 'run.json'} is damaged (it is the record `hprune run` writes first); " \
                               "restore it, or start over in a new --out folder.", err
+
+
+def test_a_key_added_by_a_newer_hprune_is_no_change_at_its_default():
+    """Resuming a run whose recipe.toml predates a key: the key at its default is the run's own
+    setting; set to something else, the refusal names it in words, not as 'distill.absent'."""
+    from hprune.runs.recipe import load_recipe, to_toml
+    from hprune.runs.runner import _changed_lines
+
+    saved = to_toml(load_recipe("shapes-cpu"))
+    older = "\n".join(line for line in saved.splitlines() if "ema_decay" not in line)
+    assert older != saved
+    assert _changed_lines(older, saved) == []
+    changed = to_toml(load_recipe("shapes-cpu", ["distill.ema_decay=0.99"]))
+    [(before, after)] = _changed_lines(older, changed)
+    assert before == "distill.ema_decay unset (the run's recipe.toml predates it)" and after == "distill.ema_decay = 0.99"
+    [(before, after)] = _changed_lines(saved, changed)
+    assert before == "distill.ema_decay = (none)" and after == "distill.ema_decay = 0.99"

@@ -12,7 +12,7 @@ from pathlib import Path
 from hprune.planning.plan import Plan
 from hprune.report.run_figures import contribution_png, loss_png, thumbnail_png
 from hprune.report.run_blocks import Code, Image, Section, Table, Text, read_json
-from hprune.folders.run_layout import STAGES, VARIANTS, RunLayout
+from hprune.folders.run_layout import STAGES, VARIANT_STAGE, VARIANTS, RunLayout
 from hprune.planning.scoring import RunData, load_run
 
 MAX_PROMPTS = 8  # rows of the sample grid
@@ -169,9 +169,23 @@ def samples(layout: RunLayout) -> Section:
              *(_sample_cell(layout, v, records[v].get(i)) for v in records)] for i in indices]
     section.blocks += [Text(_seed_sentence(records, indices, len(first))), Table(["prompt (seed)", *records], rows)]
     missing = [v for v in VARIANTS if v not in records]
+    skipped = {v: why for v in missing if (why := _skipped_by_recipe(layout, v))}
+    section.blocks += [Text(f"No samples of {v}: {why}.") for v, why in skipped.items()]
+    missing = [v for v in missing if v not in skipped]
     if missing:
         section.blocks.append(Text(f"No samples of {', '.join(missing)}: that stage did not run (or has not yet)."))
     return section
+
+
+def _skipped_by_recipe(layout: RunLayout, variant: str) -> str | None:
+    """Why a finished stage made no model of its own to draw with (its marker's summary says), or None."""
+    stage = VARIANT_STAGE[variant]
+    summary = (read_json(layout.stage_marker(stage)) or {}).get("summary", "")
+    if stage == "quantize" and summary.startswith("no quantization"):
+        return "the recipe quantizes nothing (quantize.backend = none); the compressed model is the unquantized one"
+    if stage == "distill" and summary.startswith("skipped"):
+        return "the recipe trains nothing (data.source = none); the compressed model is the pruned one"
+    return None
 
 
 def _spread(indices: list[int], k: int) -> list[int]:

@@ -280,9 +280,13 @@ def to_toml(recipe: Recipe) -> str:
              f"name = {_toml_value(recipe.name)}"]
     for section, table in recipe.tables().items():
         lines += ["", f"[{section}]"]
-        for key, value in table.items():
-            lines.append(f"# {key} = (none)" if value is None else f"{key} = {_toml_value(value)}")
+        lines += [toml_line(key, value) for key, value in table.items()]
     return "\n".join(lines) + "\n"
+
+
+def toml_line(key: str, value) -> str:
+    """One setting as to_toml writes it: `key = value`, or a comment for None."""
+    return f"# {key} = (none)" if value is None else f"{key} = {_toml_value(value)}"
 
 
 def _toml_value(value) -> str:

@@ -25,7 +25,7 @@ from hprune.core.files import write_atomic, write_json
 from hprune.core.provenance import versions
 from hprune.runs.context import RunContext
 from hprune.folders.run_layout import STAGES, VARIANTS, RunLayout
-from hprune.runs.recipe import to_toml
+from hprune.runs.recipe import to_toml, toml_line
 
 KILL_AT = "HPRUNE_TEST_KILL_AT"  # tests only: see _test_kill_point
 
@@ -96,12 +96,32 @@ def _paper_alpha_written(text: str, family: str | None) -> str:
 
 
 def _changed_lines(old: str, new: str) -> list[tuple[str, str]]:
-    """(old, new) 'table.key = value' lines of the settings that differ between two recipes."""
+    """(old, new) 'table.key = value' lines of the settings that differ between two recipes.
+
+    A key the saved recipe lacks was added by a newer hprune: the run ran with its default, so
+    only a non-default value is a change."""
     pairs, old_lines = [], _keyed(old)
     for key, line in _keyed(new).items():
-        if old_lines.get(key) != line:
-            pairs.append((f"{key[0]}.{old_lines.get(key, 'absent')}", f"{key[0]}.{line}"))
+        if key not in old_lines and old_lines:
+            if line != default_line(*key):
+                pairs.append((f"{key[0]}.{key[1]} unset (the run's recipe.toml predates it)", f"{key[0]}.{line}"))
+        elif old_lines.get(key) != line:
+            pairs.append((f"{key[0]}.{old_lines.get(key, '(none)')}", f"{key[0]}.{line}"))
     return pairs
+
+
+def default_line(section: str, key: str) -> str | None:
+    """The 'key = value' line to_toml writes for the key's default, or None if there is none."""
+    from dataclasses import MISSING, fields
+
+    from hprune.runs.recipe import _sections
+
+    sections = _sections()
+    for f in fields(sections[section]) if section in sections else ():
+        if f.name == key:
+            value = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else MISSING)
+            return None if value is MISSING else toml_line(key, value).lstrip("# ")
+    return None
 
 
 def _keyed(text: str) -> dict[tuple[str, str], str]:
