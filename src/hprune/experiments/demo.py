@@ -1,4 +1,4 @@
-"""The README's first command.
+"""A short tour of the pieces, shorter than `hprune run` (README: "Try it").
 
 1. A tiny random SD3 pipeline: prune two blocks, save, reload with plain
    diffusers, generate an image, print the unit table (seconds, no download).
