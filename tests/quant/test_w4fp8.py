@@ -172,3 +172,43 @@ def test_cublas_fast_path_takes_a_float32_model_with_a_bias():
     out = q(x)
     assert out.dtype == torch.float32
     assert ((out - lin(x)).norm() / lin(x).norm()) < 0.15
+
+
+def test_a_gpu_without_fp8_gets_one_line_saying_w4fp8_is_slow_there(monkeypatch, capsys):
+    import hprune.quant.w4fp8 as w4
+    from hprune.quant import get_backend
+
+    monkeypatch.setattr(w4, "FP8_COMPUTE", True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (8, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: "NVIDIA A100-SXM4-80GB")
+    get_backend("w4fp8").check(device="cuda")
+    err = capsys.readouterr().err
+    assert "A100" in err and "compute capability 8.0" in err and "bnb-nf4" in err
+    assert not w4.FP8_COMPUTE  # the forward takes the 16-bit fallback
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (9, 0))
+    get_backend("w4fp8").check(device="cuda")
+    assert capsys.readouterr().err == "" and w4.FP8_COMPUTE
+
+
+def test_the_dequantized_fallback_is_the_int4_weight_in_16_bits():
+    from hprune.quant.w4fp8 import dequantized_linear
+
+    torch.manual_seed(3)
+    lin = torch.nn.Linear(256, 64).to(torch.bfloat16)
+    q = W4Fp8Linear.from_linear(lin, 0)
+    x = torch.randn(5, 256, dtype=torch.bfloat16)
+    expected = x.float() @ unpack_int4(q.qweight, q.w_scale).t() + lin.bias.float()
+    assert torch.allclose(dequantized_linear(x, q.qweight, q.w_scale, q.bias).float(), expected, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.gpu
+def test_w4fp8_runs_on_a_gpu_taken_for_one_without_fp8(monkeypatch):
+    import hprune.quant.w4fp8 as w4
+
+    lin = torch.nn.Linear(256, 128).cuda().to(torch.bfloat16)
+    q = W4Fp8Linear.from_linear(lin, 0)
+    x = torch.randn(33, 256, device="cuda", dtype=torch.bfloat16)
+    monkeypatch.setattr(w4, "FP8_COMPUTE", False)
+    out = q(x)
+    assert ((out.float() - lin(x).float()).norm() / lin(x).float().norm()) < 0.15

@@ -152,11 +152,30 @@ def _(x8, rowsum, x_scale, packed, w_scale, bias, out_dtype):
     return x8.new_empty(x8.shape[0], packed.shape[0], dtype=out_dtype)
 
 
+def fp8_compute(device_index: int) -> bool:
+    """Whether the GPU has FP8 tensor cores (compute capability 8.9: Ada, Hopper and newer)."""
+    return torch.cuda.get_device_capability(device_index) >= (8, 9)
+
+
+# Set by the backend's check (run before quantizing and loading) from the GPU in use; a plain
+# global rather than a call in forward, so that torch.compile guards on it instead of breaking.
+FP8_COMPUTE = True
+
+
+def dequantized_linear(x2, packed, w_scale, bias):
+    """GPUs without FP8 (A100, V100): the int4 weight dequantized to the activations' dtype per
+    call, a 16-bit GEMM (W4A16; correct, not fast: bnb-nf4 or torchao-int4 are faster there)."""
+    weight = unpack_int4(packed, w_scale).to(x2.dtype)
+    return torch.nn.functional.linear(x2, weight, None if bias is None else bias.to(x2.dtype))
+
+
 def w4fp8_linear(x, packed, w_scale, bias, group_size):
     """Activation quantization stays in plain torch ops (outside the custom ops) so
     that torch.compile fuses it into whatever elementwise op produced x."""
     x2 = x.reshape(-1, x.shape[-1])
-    if takes_fast_path(x2, packed, w_scale):
+    if x2.is_cuda and not FP8_COMPUTE:
+        out = dequantized_linear(x2, packed, w_scale, bias)
+    elif takes_fast_path(x2, packed, w_scale):
         out = fast_linear(x2, packed, w_scale, bias)
     else:
         x8, rowsum, x_scale = quantize_rows(x2, group_size)

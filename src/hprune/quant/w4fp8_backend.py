@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import sys
+
 import torch.nn as nn
 
 from hprune.quant import Backend, replace_module
-from hprune.quant.w4fp8 import W4Fp8Linear, supports
+from hprune.quant import w4fp8
+from hprune.quant.w4fp8 import W4Fp8Linear, fp8_compute, supports
 
 
 class W4Fp8Backend(Backend):
+    def check(self, device=None, folder=None) -> None:
+        """As every backend, plus one line on stderr where the GPU has no FP8 tensor cores."""
+        super().check(device=device, folder=folder)
+        import torch
+
+        on_gpu = torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda")
+        index = torch.device(device).index if device is not None and torch.device(device).index is not None else 0
+        w4fp8.FP8_COMPUTE = not on_gpu or fp8_compute(index)
+        if not w4fp8.FP8_COMPUTE:
+            major, minor = torch.cuda.get_device_capability(index)
+            print(f"hprune: {torch.cuda.get_device_name(index)} (compute capability {major}.{minor}) has no FP8 tensor "
+                  "cores (8.9+): w4fp8 runs there as int4 weights dequantized to 16 bits per call, correct but slower "
+                  "than --backend bnb-nf4 or torchao-int4 on this GPU.", file=sys.stderr)
+
     def supports(self, linear: nn.Linear) -> bool:
         return supports(linear)
 
