@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -49,6 +50,21 @@ def test_a_unit_that_changes_the_images_more_ranks_above_one_that_changes_them_l
     assert score["joint.0.mlp"] == pytest.approx(0.0, abs=1e-6)
     assert score["joint.1.mlp"] > 10 * max(score["joint.0.mlp"], 1e-6)
     assert all(v >= 0 for v in score.values())
+
+
+def test_the_score_is_how_far_a_variant_moves_the_layout_and_colours():
+    from hprune.analysis.profile_fast import GRID, fast_row
+
+    side = 8 * GRID
+    fine = (np.indices((side, side)).sum(0) % 2 * 255).astype(np.uint8)  # pixel checkerboard
+    reference = np.repeat(fine[None, :, :, None], 3, axis=3)
+    flipped = 255 - reference  # every pixel changes, every cell keeps its mean colour
+    moved = reference.copy()
+    moved[:, : side // 2] = 0  # the top half turns black
+    row = fast_row([], np.stack([flipped[0], moved[0]]), np.stack([reference[0], reference[0]]), 1.0)
+    assert row["per_prompt"][0] == pytest.approx(0.0, abs=1e-9)
+    assert row["per_prompt"][1] == pytest.approx(np.sqrt(0.5 * 0.5 ** 2), abs=1e-6)  # half the cells, 0.5 -> 0
+    assert row["dP"] == pytest.approx(np.mean(row["per_prompt"]), abs=1e-6)
 
 
 def test_the_run_folder_plans_like_a_full_one(tmp_path, sd3_pipe, capsys):
