@@ -71,3 +71,28 @@ def test_quantize_max_size_crops_and_records_it(tmp_path, capsys):
 def test_flux_has_no_table_to_crop():
     with pytest.raises(HpruneError, match="no position-embedding table"):
         crop_pos_embed(tiny_flux(), 512)
+
+
+def test_a_shapes_teacher_is_pixel_space_and_keeps_the_size_it_draws(tmp_path, capsys):
+    # shapes-sd3 draws 64 px in pixel space (patch 4): 16 patches a side, its whole table
+    assert main(["quantize", "shapes-sd3", "--backend", "w4fp8", "--max-size", "32", "--device", "cpu",
+                 "--out", str(tmp_path / "small")]) == 1
+    assert "below the 64 pixels this pipeline always draws" in capsys.readouterr().err
+    assert not (tmp_path / "small").exists()
+    assert main(["quantize", "shapes-sd3", "--backend", "w4fp8", "--max-size", "64", "--device", "cpu",
+                 "--out", str(tmp_path / "q")]) == 0
+    assert load(tmp_path / "q").config.pos_embed_max_size == 16
+
+
+def test_a_cropped_pipeline_refuses_its_too_big_default_size_before_drawing():
+    from hprune.model.sampling import check_size
+    from hprune.model.testing import tiny_pipeline
+
+    pipe = tiny_pipeline("sd3")
+    check_size(pipe, None)  # the whole table: the default size fits
+    crop_pos_embed(pipe.transformer, pipe.vae_scale_factor * 2, pipe.vae_scale_factor)
+    largest = pipe.transformer.config.pos_embed_max_size * pipe.vae_scale_factor * 2
+    assert pipe.default_sample_size * pipe.vae_scale_factor > largest
+    with pytest.raises(HpruneError, match=f"pass --size {largest} or less"):
+        check_size(pipe, None)
+    check_size(pipe, largest)

@@ -157,3 +157,14 @@ def forward_cuda(model):
     with torch.no_grad():
         kw = {k: v.cuda() for k, v in inputs(model).items()}
         return model(**kw).sample.float()
+
+
+def test_a_plain_torch_module_is_quantized_and_recorded():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.GELU(), torch.nn.Linear(4, 2))
+    x = torch.randn(5, 3)
+    reference = model(x)
+    result = quantize_(model, QuantConfig(backend="w4fp8"))
+    assert result.quantized == ["0", "2"] and quant_state(model) is not None
+    assert ((model(x) - reference).norm() / reference.norm()) < 0.2
+    with pytest.raises(HpruneError, match="already quantized"):
+        quantize_(model, QuantConfig(backend="w4fp8"))

@@ -195,3 +195,21 @@ def test_a_key_added_by_a_newer_hprune_is_no_change_at_its_default():
     assert before == "distill.ema_decay unset (the run's recipe.toml predates it)" and after == "distill.ema_decay = 0.99"
     [(before, after)] = _changed_lines(saved, changed)
     assert before == "distill.ema_decay = (none)" and after == "distill.ema_decay = 0.99"
+
+
+def test_a_resume_refusal_points_at_the_runs_own_recipe_and_a_lost_recipe_is_named(tmp_path):
+    from hprune.core.errors import HpruneError
+    from hprune.folders.run_layout import RunLayout
+    from hprune.runs.recipe import load_recipe, to_toml
+    from hprune.runs.runner import _check_same
+
+    layout = RunLayout(tmp_path / "run")
+    layout.root.mkdir()
+    info = {"model": "shapes-sd3", "ratio": 0.2, "recipe": "shapes-cpu", "quant": None}
+    layout.info.write_text(json.dumps({**info, "family": "sd3"}))
+    layout.recipe.write_text(to_toml(load_recipe("shapes-cpu", ["distill.steps=100"])))
+    with pytest.raises(HpruneError, match=r"distill.steps = 100 -> distill.steps = \d+.*add --recipe .*recipe.toml"):
+        _check_same(layout, info, to_toml(load_recipe("shapes-cpu")))
+    layout.recipe.write_text("")
+    with pytest.raises(HpruneError, match="recipe.toml is missing or empty"):
+        _check_same(layout, info, to_toml(load_recipe("shapes-cpu")))

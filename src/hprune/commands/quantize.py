@@ -47,13 +47,14 @@ def run(args) -> int:
     get_backend(config.backend).check(device=args.device)  # before the model loads: no GPU, no package
     if Manifest.read(model_folder(args.model_dir)).steps("quantize"):
         raise HpruneError(f"{args.model_dir} is already quantized; quantize the 16-bit (pruned or distilled) model instead.")
+    per_latent = _pixels_per_latent(args.model_dir, args.max_size) if args.max_size is not None else None
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load(args.model_dir, torch_dtype=config.torch_compute_dtype, device=device)
     before = weight_bytes(model)
     if args.max_size is not None:
         from hprune.model.pos_embed import crop_pos_embed
 
-        crop_pos_embed(model, args.max_size, _vae_scale_factor(args.model_dir))
+        crop_pos_embed(model, args.max_size, per_latent)
     result = quantize_(model, config)
     out = save(model, args.out, source=pipeline_folder(args.model_dir))
     print(f"quantized {len(result.quantized)} linear layers with {config.backend} ({len(result.kept)} kept in 16 bit"
@@ -68,14 +69,22 @@ def _why_kept(config, result) -> str:
     return ": w4fp8 keeps only layers left with no inputs by pruning"
 
 
-def _vae_scale_factor(model_dir: str) -> int:
-    """Pixels per latent side: the pipeline's VAE says (2 ** (levels - 1)); SD3's 8 for a bare transformer."""
+def _pixels_per_latent(model_dir: str, max_size: int) -> int:
+    """Image pixels per latent pixel for --max-size: 1 for a shapes teacher (pixel space, and it always
+    draws its own size, so --max-size must cover it), the VAE's 2 ** (levels - 1) for a diffusers
+    pipeline, SD3's 8 for a bare transformer folder."""
     import json
 
     from hprune.folders import pipeline_folder
 
     source = pipeline_folder(model_dir)
-    vae = Path(source) / "vae" / "config.json" if source is not None else None
-    if vae is None or not vae.is_file():
+    if source is None:
         return 8
-    return 2 ** (len(json.loads(vae.read_text()).get("block_out_channels", [0] * 4)) - 1)
+    index = json.loads((Path(source) / "model_index.json").read_text())
+    if "image_size" in index:  # hprune.toy pipelines: pixel space, one fixed size
+        if max_size < index["image_size"]:
+            raise HpruneError(f"--max-size {max_size} is below the {index['image_size']} pixels this pipeline always "
+                              f"draws; pass --max-size {index['image_size']} or more.")
+        return 1
+    vae = Path(source) / "vae" / "config.json"
+    return 2 ** (len(json.loads(vae.read_text()).get("block_out_channels", [0] * 4)) - 1) if vae.is_file() else 8

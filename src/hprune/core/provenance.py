@@ -34,7 +34,8 @@ def versions() -> dict[str, str]:
 def config_dict(model) -> dict:
     """The diffusers config of `model` as a plain JSON-able dict (tuples as lists), with
     `_class_name` as diffusers writes it into config.json."""
-    config = {k: list(v) if isinstance(v, tuple) else v for k, v in dict(model.config).items()}
+    # a plain torch module (quantize_ takes any) has no diffusers config: its record is its class alone
+    config = {k: list(v) if isinstance(v, tuple) else v for k, v in dict(getattr(model, "config", None) or {}).items()}
     return {"_class_name": type(model).__name__, **config}
 
 

@@ -184,10 +184,17 @@ def check_size(pipe, size: int | None) -> None:
     if not is_diffusers(pipe):
         return
     cfg = pipe.transformer.config
-    if size is None or not getattr(cfg, "pos_embed_max_size", None):
+    if not getattr(cfg, "pos_embed_max_size", None):
         return  # FLUX: rotary positions take any size
     step = pipe.vae_scale_factor * cfg.patch_size  # pixels per token side
     largest = cfg.pos_embed_max_size * step
+    if size is None:  # the pipeline's default size must fit too (a table cropped by hprune quantize --max-size)
+        default = getattr(pipe, "default_sample_size", None)
+        if default and default * pipe.vae_scale_factor > largest:
+            raise HpruneError(f"this model's position table holds images up to {largest} pixels a side (cropped "
+                              f"with --max-size), below the pipeline's default {default * pipe.vae_scale_factor}; "
+                              f"pass --size {largest} or less.")
+        return
     if size > largest:
         raise HpruneError(f"--size {size} is too big for this model: its pos_embed_max_size "
                           f"{cfg.pos_embed_max_size} allows at most --size {largest}.")

@@ -80,10 +80,14 @@ def _check_same(layout: RunLayout, info: dict, recipe_text: str) -> None:
     saved = read_info(layout)
     differ = [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in info.items() if k != "recipe" and saved.get(k) != v]
     old = _paper_alpha_written(layout.recipe.read_text() if layout.recipe.is_file() else "", saved.get("family"))
+    if not _keyed(old):
+        raise HpruneError(f"{layout.recipe} is missing or empty (it holds the run's settings); restore it, or start "
+                          "over in a new --out folder.")
     differ += [f"{a.strip()} -> {b.strip()}" for a, b in _changed_lines(old, recipe_text)]
     if differ:
         raise HpruneError(f"{layout.root} holds a run with other settings ({'; '.join(differ)}); resume it with the "
-                          "same command, or pass a new --out folder.")
+                          f"same command (add --recipe {layout.recipe} if the shipped recipe changed since), or pass "
+                          "a new --out folder.")
 
 
 def _paper_alpha_written(text: str, family: str | None) -> str:
@@ -102,7 +106,7 @@ def _changed_lines(old: str, new: str) -> list[tuple[str, str]]:
     only a non-default value is a change."""
     pairs, old_lines = [], _keyed(old)
     for key, line in _keyed(new).items():
-        if key not in old_lines and old_lines:
+        if key not in old_lines:
             if line != default_line(*key):
                 pairs.append((f"{key[0]}.{key[1]} unset (the run's recipe.toml predates it)", f"{key[0]}.{line}"))
         elif old_lines.get(key) != line:
