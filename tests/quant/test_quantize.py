@@ -168,3 +168,14 @@ def test_a_plain_torch_module_is_quantized_and_recorded():
     assert ((model(x) - reference).norm() / reference.norm()) < 0.2
     with pytest.raises(HpruneError, match="already quantized"):
         quantize_(model, QuantConfig(backend="w4fp8"))
+
+
+def test_a_w4fp8_folder_is_refused_by_plain_diffusers_instead_of_loading_random_weights(tmp_path):
+    from diffusers import SD3Transformer2DModel
+
+    model = model128()
+    quantize_(model, QuantConfig(backend="w4fp8"))
+    folder = save(model, tmp_path / "q")
+    with pytest.raises(ValueError, match="Unknown quantization type, got hprune"):
+        SD3Transformer2DModel.from_pretrained(folder)
+    assert load(folder).config.num_layers == model.config.num_layers  # hprune.load reads it

@@ -51,7 +51,6 @@ def _write_model(model: nn.Module, target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
     model.save_config(target)
     extra = diffusers_quantization_config(model, backend, config, result)
-    if extra is not None:
-        model_config = json.loads((target / CONFIG).read_text())
-        (target / CONFIG).write_text(json.dumps({**model_config, "quantization_config": extra}, indent=2) + "\n")
+    model_config = json.loads((target / CONFIG).read_text())
+    (target / CONFIG).write_text(json.dumps({**model_config, "quantization_config": extra}, indent=2) + "\n")
     write_state(model.state_dict(), target, backend.file_format)
