@@ -63,6 +63,13 @@ def test_a_real_pipeline_without_metric_weights(tiny_run_inputs, out, capsys):
     assert not out.exists()
 
 
+def test_a_real_pipeline_scored_with_the_shapes_metric(tiny_run_inputs, out, capsys):
+    pipe, recipe = tiny_run_inputs
+    _fails(capsys, [str(pipe), "--recipe", str(recipe), "--out", str(out), "--set", "evaluate.metric=shapes"],
+           "set evaluate.metric to a metric with local weights")
+    assert not out.exists()
+
+
 def test_an_image_folder_without_captions(tiny_run_inputs, tmp_path, out, capsys):
     from PIL import Image
 
@@ -103,7 +110,9 @@ def test_a_run_that_failed_before_any_stage_finished_does_not_lock_its_folder(ti
                                           ("data.source=teacher:0", "positive number"),
                                           ("data.source=bogus.safetensors", "does not exist"),
                                           ("plan.r_thres=5", "plan.r_thres"),
-                                          ("evaluate.per_category=0", "evaluate.per_category")])
+                                          ("evaluate.per_category=0", "evaluate.per_category"),
+                                          ("evaluate.metric=nosuch", "evaluate.metric: metric 'nosuch' is unknown"),
+                                          ("evaluate.metric=clip:/nowhere", "evaluate.metric: the clip metric needs")])
 def test_settings_of_later_stages_are_checked_before_anything_runs(item, needle, out, capsys):
     _fails(capsys, ["shapes-sd3", "--out", str(out), "--set", item], needle)
     assert not out.exists()

@@ -140,9 +140,16 @@ def _check_inputs(model: str, recipe):
     from hprune.runs.recipe import with_changes
     from hprune.toy.pipeline import SHIPPED
 
+    if recipe.evaluate.metric:  # the last stage's metric, checked before the hours before it
+        from hprune.metrics import check_spec
+
+        check_spec(recipe.evaluate.metric, "evaluate.metric")
     if model in SHIPPED:
         _check_data(recipe.data.source, shapes=True)
         return recipe
+    if recipe.evaluate.metric == "shapes":
+        raise HpruneError(f"{model} is a real pipeline: the shapes metric only scores the shapes testbed; set "
+                          "evaluate.metric to a metric with local weights (clip:/path, hps:/path) or leave it unset.")
     if recipe.analysis.metric == "shapes":
         raise HpruneError(f"{model} is a real pipeline: the shapes metric only scores the shapes testbed; pass a metric "
                           "with local weights, e.g. --set analysis.metric=clip:/path/to/clip-vit (or hps:/path).")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -45,6 +46,18 @@ def register_metric(name: str, factory: Callable[[str | None, str | None], Metri
 
 def available_metrics() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def check_spec(spec: str, key: str) -> None:
+    """Without loading weights: `spec` names a known metric and, for a learned one, an existing
+    local folder. Raises HpruneError naming `key` (the flag or recipe key that gave it)."""
+    name, _, argument = spec.partition(":")
+    if name not in _REGISTRY:
+        raise HpruneError(f"{key}: metric '{name}' is unknown; choose one of {', '.join(available_metrics())} "
+                          "(e.g. clip:/path/to/clip).")
+    if name != "shapes" and not (argument and Path(argument).is_dir()):
+        raise HpruneError(f"{key}: the {name} metric needs an existing local weights folder ({name}:/path/to/folder); "
+                          f"got '{spec}'.")
 
 
 def get_metric(spec: str, device: str | None = None) -> Metric:
