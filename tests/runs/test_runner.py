@@ -213,3 +213,13 @@ def test_a_resume_refusal_points_at_the_runs_own_recipe_and_a_lost_recipe_is_nam
     layout.recipe.write_text("")
     with pytest.raises(HpruneError, match="recipe.toml is missing or empty"):
         _check_same(layout, info, to_toml(load_recipe("shapes-cpu")))
+
+
+def test_recipe_values_are_compared_as_values_not_text():
+    from hprune.runs.recipe import load_recipe, to_toml
+    from hprune.runs.runner import _changed_lines
+
+    saved = to_toml(load_recipe("shapes-cpu"))
+    edited = saved.replace("lr = 0.0001", "lr=1e-4")
+    assert edited != saved and _changed_lines(edited, saved) == []
+    assert _changed_lines(saved.replace("lr = 0.0001", "lr = 0.001"), saved) == [("distill.lr = 0.001", "distill.lr = 0.0001")]

@@ -108,11 +108,22 @@ def _changed_lines(old: str, new: str) -> list[tuple[str, str]]:
     pairs, old_lines = [], _keyed(old)
     for key, line in _keyed(new).items():
         if key not in old_lines:
-            if line != default_line(*key):
+            if _value(line) != _value(default_line(*key)):
                 pairs.append((f"{key[0]}.{key[1]} unset (the run's recipe.toml predates it)", f"{key[0]}.{line}"))
-        elif old_lines.get(key) != line:
-            pairs.append((f"{key[0]}.{old_lines.get(key, '(none)')}", f"{key[0]}.{line}"))
+        elif _value(old_lines[key]) != _value(line):
+            pairs.append((f"{key[0]}.{old_lines[key]}", f"{key[0]}.{line}"))
     return pairs
+
+
+def _value(line: str | None):
+    """The value a 'key = value' line sets (None for '(none)'), so that a hand-edited
+    `lr=1e-4` equals the `lr = 0.0001` a run wrote; the raw text where it is no TOML."""
+    if line is None or line.endswith("= (none)"):
+        return None
+    try:
+        return next(iter(tomllib.loads(line).values()))
+    except (tomllib.TOMLDecodeError, StopIteration):
+        return line
 
 
 def default_line(section: str, key: str) -> str | None:
