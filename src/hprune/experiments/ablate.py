@@ -403,35 +403,41 @@ def mean_row(runs: list[dict]) -> dict:
 def add_paired_bootstrap(table: list[dict], out: Path, cfg: AblateConfig) -> None:
     """At each (ratio, quant): `hpp+pwp` vs the baseline of lowest mean degradation, paired over
     prompts (hprune.metrics.intervals.paired_bootstrap), into the hpp+pwp row's `vs_best_baseline`."""
-    from hprune.metrics.intervals import paired_bootstrap
-
     teacher = load_per_image(teacher_file(out, cfg.split).with_suffix(".npz"), "none")
     for ours in [r for r in table if r["method"] == OURS and r["degradation"] is not None]:
         rivals = [r for r in table if r["method"] in BASELINES and r["degradation"] is not None
                   and (r["ratio"], r["quant"]) == (ours["ratio"], ours["quant"])]
-        if teacher is None or not rivals:
+        if not rivals:
             continue
         best = min(rivals, key=lambda r: r["degradation"])
-        sets = [_seed_scores(out, r) for r in (ours, best)]
-        if None not in sets[0] + sets[1]:
-            ours["vs_best_baseline"] = {"baseline": best["method"], **paired_bootstrap(teacher, *sets)}
+        paired = _paired(out, teacher, ours, best)
+        if paired is not None:
+            ours["vs_best_baseline"] = {"baseline": best["method"], **paired}
 
 
 def compare_methods(out: str | Path, table: list[dict], ours: str, other: str, split: str = "test") -> list[dict]:
     """`ours` vs `other` at each (ratio, quant) both rows have: the paired bootstrap over prompts
-    (hprune.metrics.intervals.paired_bootstrap) as {ratio, quant, other, ...}; e.g. hpp+pwp vs
-    hpp+distill measures PWP's own effect. Rows without per-image scores are left out."""
-    from hprune.metrics.intervals import paired_bootstrap
-
+    (hprune.metrics.intervals.paired_bootstrap) as {ratio, quant, baseline: other, ...}; e.g. hpp+pwp
+    vs hpp+distill measures PWP's own effect. Rows without per-image scores are left out."""
     out = Path(out)
     teacher = load_per_image(teacher_file(out, split).with_suffix(".npz"), "none")
     found = []
     for a in [r for r in table if r["method"] == ours]:
         b = next((r for r in table if r["method"] == other and (r["ratio"], r["quant"]) == (a["ratio"], a["quant"])), None)
-        sets = [_seed_scores(out, r) for r in (a, b)] if b and teacher is not None else [[None]]
-        if None not in sum(sets, []):
-            found.append({"ratio": a["ratio"], "quant": a["quant"], "baseline": other, **paired_bootstrap(teacher, *sets)})
+        paired = _paired(out, teacher, a, b) if b is not None else None
+        if paired is not None:
+            found.append({"ratio": a["ratio"], "quant": a["quant"], "baseline": other, **paired})
     return found
+
+
+def _paired(out: Path, teacher, ours: dict, other: dict) -> dict | None:
+    """The paired bootstrap of two rows over the same prompts; None where per-image scores are missing."""
+    from hprune.metrics.intervals import paired_bootstrap
+
+    sets = [_seed_scores(out, r) for r in (ours, other)]
+    if teacher is None or None in sets[0] + sets[1]:
+        return None
+    return paired_bootstrap(teacher, *sets)
 
 
 def _seed_scores(out: Path, row: dict) -> list:

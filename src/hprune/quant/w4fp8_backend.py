@@ -17,8 +17,8 @@ class W4Fp8Backend(Backend):
         super().check(device=device, folder=folder)
         import torch
 
-        on_gpu = torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda")
-        index = torch.device(device).index if device is not None and torch.device(device).index is not None else 0
+        where = torch.device(device if device is not None else "cuda")
+        on_gpu, index = torch.cuda.is_available() and where.type == "cuda", where.index or 0
         w4fp8.FP8_COMPUTE = not on_gpu or fp8_compute(index)
         if not w4fp8.FP8_COMPUTE:
             major, minor = torch.cuda.get_device_capability(index)

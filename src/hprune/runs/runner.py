@@ -80,10 +80,11 @@ def _check_same(layout: RunLayout, info: dict, recipe_text: str) -> None:
     saved = read_info(layout)
     differ = [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in info.items() if k != "recipe" and saved.get(k) != v]
     old = _paper_alpha_written(layout.recipe.read_text() if layout.recipe.is_file() else "", saved.get("family"))
-    if not _keyed(old) and not differ:
+    has_recipe = bool(_keyed(old))
+    if not has_recipe and not differ:
         raise HpruneError(f"{layout.recipe} is missing or empty (it holds the run's settings); restore it, or start "
                           "over in a new --out folder.")
-    if _keyed(old):  # beside another model or ratio, a lost recipe is not the news
+    if has_recipe:  # beside another model or ratio, a lost recipe is not the news
         differ += [f"{a.strip()} -> {b.strip()}" for a, b in _changed_lines(old, recipe_text)]
     if differ:
         raise HpruneError(f"{layout.root} holds a run with other settings ({'; '.join(differ)}); resume it with the "
