@@ -12,7 +12,9 @@
 # (shapes-flux has no committed mean-norm analysis: `hprune profile ... --norm-mode mean` makes it first).
 #
 # Measured 2026-11-30: both teachers, 0.2,0.3,0.4, 7 methods, 3 seeds (114 jobs, no twins), one teacher per
-# H200 of an nvidia-h200-x2 with JOBS=14: 25 min (docs/results.md). Older estimate: the archived tables recorded 3,741 process-
+# H200 of an nvidia-h200-x2 with JOBS=14: 25 min (docs/results.md).
+# And with twins: 0.2,0.3, 7 methods, 3 seeds, QUANT=w4fp8 (76 jobs), JOBS=19 per H200: 18 min; the
+# pre-check `python3 scripts/check_w4fp8_shapes.py` (34 s) decides QUANT before `start`. Older estimate: the archived tables recorded 3,741 process-
 # seconds (their 4-bit twins' gpu_seconds, which include the row's training and both evaluations) for
 # 20 distilled 400-step rows with 12 row processes sharing one H100: ~16 s of GPU wall per row at that
 # concurrency, evaluation (256 images x 2) about 5% of it. This run has 90 distilled (row, seed) jobs

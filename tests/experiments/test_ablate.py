@@ -106,6 +106,7 @@ def test_seeds_give_a_mean_an_interval_and_a_paired_bootstrap_at_40_percent(tiny
     teacher = json.loads((out / "teacher.json").read_text())
     table = markdown_table(teacher, rows)
     assert "paired bootstrap" in table and f"{100 * ours['ratio_reached']:.1f}%" in table
+    assert ", ".join(f"{100 * d:.1f}" for d in ours["degradation_per_seed"]) in table  # each seed's degradation
 
 
 def test_the_table_is_rebuilt_from_the_job_files_alone(tiny_teacher):

@@ -460,16 +460,16 @@ def sample_sheet(out: Path, names: list[str]) -> Path | None:
 
 
 def markdown_table(teacher: dict, rows: list[dict]) -> str:
-    """The rows (removed share and seeds in each), then the paired comparisons if any."""
-    lines = ["| method | ratio | removed | quant | params | seeds | semantic | quality | degradation | 95% CI | GPU s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    """The rows (removed share, seeds and each seed's degradation in each), then the paired comparisons if any."""
+    lines = ["| method | ratio | removed | quant | params | seeds | semantic | quality | degradation | 95% CI | per seed | GPU s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
              f"| teacher | 0 | 0% | none | {teacher['params']:,} | - | {teacher['semantic']:.3f} | "
-             f"{teacher['quality']:.3f} | - | - | - |"]
+             f"{teacher['quality']:.3f} | - | - | - | - |"]
     for r in rows:
         lines.append(f"| {r['method']} | {r['ratio']:g} | {_percent(r.get('ratio_reached'))} | {r['quant']} | "
                      f"{r['params']:,} | {len(r.get('seeds', [0]))} | {r['semantic']:.3f} | {r['quality']:.3f} | "
                      f"{_percent(r['degradation'])} | {_interval(r.get('degradation_ci95'))} | "
-                     f"{r['gpu_seconds']:.0f} |")
+                     f"{_per_seed(r.get('degradation_per_seed'))} | {r['gpu_seconds']:.0f} |")
     paired = [r for r in rows if r.get("vs_best_baseline")]
     return "\n".join(lines + (_paired_table(paired) if paired else []))
 
@@ -493,6 +493,10 @@ def paired_lines(pairs: list[dict]) -> list[str]:
         lines.append(f"| {b['ratio']:g} | {b['quant']} | {b['baseline']} | {_percent(b['diff'])} | "
                      f"{_interval(b['diff_ci95'])} | {b['p_not_better']:.3f} | {times} | {ci} |")
     return lines
+
+
+def _per_seed(values: list[float | None] | None) -> str:
+    return "-" if not values or len(values) < 2 else ", ".join("n/a" if v is None else f"{100 * v:.1f}" for v in values)
 
 
 def _interval(pair: list[float] | None) -> str:
