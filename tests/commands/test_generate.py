@@ -219,3 +219,11 @@ def test_diffusers_options_on_a_shapes_teacher_fail_with_one_line(model_dir, tmp
             "--lora", str(tmp_path / "x.safetensors")]
     assert main(args) == 1
     assert "--size, --lora apply to diffusers SD3/FLUX pipelines only" in capsys.readouterr().err
+
+
+def test_cuda_graph_on_cpu_is_refused_before_anything_loads(model_dir, tmp_path, capsys):
+    args = ["generate", "--model", str(model_dir), "--split", "val", "--limit", "1", "--steps", "2",
+            "--out", str(tmp_path / "g"), "--device", "cpu", "--cuda-graph"]
+    assert main(args) == 1
+    assert "--cuda-graph needs a CUDA GPU" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()

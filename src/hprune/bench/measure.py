@@ -50,36 +50,6 @@ def time_steps_ms(model, kwargs: dict, timesteps: list[float], set_t, repeats: i
     return statistics.median(totals)
 
 
-class GraphedStep:
-    """One transformer step captured into a CUDA graph (shapes are static in a benchmark).
-
-    Called like the model; replays read the captured input tensors, which
-    set_timestep fills in place, so the arguments are ignored. `peak_gib` is the
-    peak of the capture: the graph's activations live in its private pool and do
-    not show as allocated during replays.
-    """
-
-    def __init__(self, model, kwargs: dict, baseline_bytes: int, warmup: int = 2):
-        with torch.inference_mode():
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(warmup):
-                    model(**kwargs)
-            torch.cuda.current_stream().wait_stream(side)
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.output = model(**kwargs)
-        torch.cuda.synchronize()
-        self.peak_gib = (torch.cuda.max_memory_allocated() - baseline_bytes) / GIB
-
-    def __call__(self, **kwargs):
-        self.graph.replay()
-        return self.output
-
-
 def peak_step_gib(model, kwargs: dict, baseline_bytes: int) -> float:
     """Peak allocated during one step, minus what was allocated before the model existed."""
     torch.cuda.synchronize()

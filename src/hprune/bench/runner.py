@@ -16,6 +16,7 @@ import torch
 from hprune.bench import measure
 from hprune.bench.archs import Arch, build_transformer, get_arch, make_inputs, set_timestep
 from hprune.core.errors import HpruneError
+from hprune.model.compile import compile_blocks_
 from hprune.quant.names import BF16
 
 
@@ -107,8 +108,8 @@ def _measure_variant(arch: Arch, variant: Variant, config: BenchConfig, log):
     kwargs = make_inputs(arch, model, config.resolution, config.batch)
     modes = ([False] if config.eager else []) + ([True] if config.compile else [])
     for compiled in modes:
-        if compiled:
-            compile_blocks(model)
+        if compiled:  # the user's path: hprune generate --compile
+            compile_blocks_(model, fullgraph=False, dynamic=False)
         step = measure.time_step_ms(model, kwargs, config.warmup, config.repeats)
         total = measure.time_steps_ms(model, kwargs, _timesteps(config.steps), lambda kw, t: set_timestep(arch, kw, t))
         peak = measure.peak_step_gib(model, kwargs, baseline_bytes)
@@ -122,10 +123,15 @@ def _measure_variant(arch: Arch, variant: Variant, config: BenchConfig, log):
 
 
 def _graphed_row(arch, variant, config, params, model, kwargs, baseline_bytes) -> dict:
-    graphed = measure.GraphedStep(model, kwargs, baseline_bytes)
+    """The user's path (`hprune generate --cuda-graph`): every call copies its inputs into the
+    captured ones, replays, and clones the output. Peak: the capture's (warm-up included)."""
+    from hprune.model.cuda_graph import CudaGraphSteps
+
+    graphed = CudaGraphSteps(model)
+    peak = measure.peak_step_gib(graphed, kwargs, baseline_bytes)  # the first call captures
     step = measure.time_step_ms(graphed, kwargs, config.warmup, config.repeats)
     total = measure.time_steps_ms(graphed, kwargs, _timesteps(config.steps), lambda kw, t: set_timestep(arch, kw, t))
-    row = _row(arch, variant, config, True, params, model, step, total, graphed.peak_gib)
+    row = _row(arch, variant, config, True, params, model, step, total, peak)
     del graphed
     return dict(row, cuda_graph=True)
 
@@ -154,14 +160,6 @@ def _build(arch: Arch, variant: Variant):
     gc.collect()
     torch.cuda.empty_cache()
     return model, params
-
-
-def compile_blocks(model) -> None:
-    """Regional compilation: each transformer block, as diffusers' compile_repeated_blocks does."""
-    from hprune.model import get_adapter
-
-    for _, block in get_adapter(model).blocks(model):
-        block.compile(fullgraph=False, dynamic=False)
 
 
 def _timesteps(steps: int) -> list[float]:

@@ -54,6 +54,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default=AUTO, type=resolve_device, help=DEVICE_HELP)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--grid", default=None, help="also save the first 32 images as a 4x8 sample grid PNG here")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile each transformer block (torch.compile, every block shape of a pruned model); "
+                             "the first batch waits for compilation, the rest run faster (on a GPU)")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="CUDA GPU only: replay each transformer step from a CUDA graph captured on its first "
+                             "call (one per batch shape); with --compile, the fastest path (docs/benchmarks.md)")
 
 
 def run(args) -> int:
@@ -65,6 +71,8 @@ def run(args) -> int:
     if args.prompts is not None:
         check_prompt_file(Path(args.prompts))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.cuda_graph and not str(device).startswith("cuda"):
+        raise HpruneError(f"--cuda-graph needs a CUDA GPU and this run is on {device}; drop --cuda-graph.")
     avoid_cudnn_attention()
     pipe = load_pipeline(args.model, torch_dtype=torch.bfloat16 if device == "cuda" else torch.float32, device=device)
     diffusers = is_diffusers(pipe)
@@ -76,12 +84,24 @@ def run(args) -> int:
     check_fits(pipe, cfg)
     items = load_items(args.prompts, args.split, args.limit, shapes=not diffusers)
     load_loras(pipe, cfg.loras)
+    speed_up(pipe.transformer, args.compile, args.cuda_graph)  # after the LoRAs: graphs keep the weights they saw
     records = generate_to_dir(pipe, items, args.out, cfg, model=str(args.model))
     print(f"{len(records)} images in {args.out} ({Path(args.out) / 'generations.jsonl'})")
     if args.grid:
         images = np.stack([np.asarray(Image.open(Path(args.out) / r["path"]).convert("RGB")) for r in records[:32]])
         print(f"sample grid: {save_grid(images, args.grid, scale=1 if diffusers else 2)}")
     return 0
+
+
+def speed_up(transformer, compile: bool, cuda_graph: bool) -> None:
+    """The fast inference path hprune bench measures: regional compilation, then whole-step CUDA graphs."""
+    from hprune.model.compile import compile_blocks_, shapes_line
+    from hprune.model.cuda_graph import enable_cuda_graphs
+
+    if compile:
+        print(f"compiling each block ({shapes_line(compile_blocks_(transformer, dynamic=False))})")
+    if cuda_graph:
+        enable_cuda_graphs(transformer)
 
 
 def config_from(args) -> GenerationConfig:
