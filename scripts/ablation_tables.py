@@ -17,13 +17,15 @@ from pathlib import Path
 
 from hprune.core.errors import HpruneError
 from hprune.core.files import write_json
-from hprune.experiments.ablate import compare_methods, markdown_table, paired_lines, table_from_jobs
+from hprune.experiments.ablate import RowSpec, compare_methods, markdown_table, paired_lines, sample_sheet, table_from_jobs
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", help="an ablation folder (hprune ablate --out), e.g. results/tables/shapes-sd3")
     parser.add_argument("--results", help="also write the table rows here as a JSON list")
+    parser.add_argument("--samples", metavar="PNG", help="also stack the rows' sample strips (first seed, table order, "
+                        "teacher first) into this PNG, their names in a .txt beside it")
     parser.add_argument("--pair", action="append", default=[], metavar="OURS,OTHER",
                         help="also print the paired bootstrap of OURS against OTHER at each ratio, "
                              "e.g. hpp+pwp,hpp+distill (PWP's own effect); repeatable")
@@ -43,6 +45,9 @@ def main(argv=None) -> int:
     if args.results:
         write_json(args.results, rows)
         print(f"wrote {args.results}")
+    if args.samples:
+        names = ["teacher"] + [RowSpec(r["method"], r["ratio"], r["seeds"][0]).variant(r["quant"]) for r in rows]
+        print(f"wrote {sample_sheet(Path(args.folder), names, Path(args.samples))}")
     return 0
 
 

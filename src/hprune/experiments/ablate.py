@@ -445,8 +445,9 @@ def _seed_scores(out: Path, row: dict) -> list:
             for seed in row["seeds"]]
 
 
-def sample_sheet(out: Path, names: list[str]) -> Path | None:
-    """The rows' sample strips stacked in table order into out/samples.png (row names in samples.txt)."""
+def sample_sheet(out: Path, names: list[str], to: Path | None = None) -> Path | None:
+    """The rows' sample strips (out/<name>.png) stacked in the given order into `to` (default
+    out/samples.png), the names beside it (samples.txt); None if no strip exists."""
     import numpy as np
     from PIL import Image
 
@@ -454,9 +455,10 @@ def sample_sheet(out: Path, names: list[str]) -> Path | None:
     if not found:
         return None
     strips = [np.asarray(Image.open(out / f"{n}.png").convert("RGB")) for n in found]
-    Image.fromarray(np.concatenate(strips)).save(out / "samples.png")
-    (out / "samples.txt").write_text("\n".join(found) + "\n")
-    return out / "samples.png"
+    to = Path(to) if to is not None else out / "samples.png"
+    Image.fromarray(np.concatenate(strips)).save(to)
+    to.with_suffix(".txt").write_text("\n".join(found) + "\n")
+    return to
 
 
 def markdown_table(teacher: dict, rows: list[dict]) -> str:
