@@ -20,12 +20,12 @@ def train_one(teacher: str, row: str, work: str, out: str, steps: int, data_size
     from safetensors.torch import save_file
 
     from hprune.distill import DistillConfig
-    from hprune.experiments.ablate import AblateConfig, RowSpec, train_row
+    from hprune.experiments.ablate import AblateConfig, RowSpec, _device, train_row
     from hprune.planning.scoring import load_run
     from hprune.toy.pipeline import load_pipeline
 
     method, ratio = row.rsplit("-", 1)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = _device()
     dcfg = DistillConfig(steps=steps, batch_size=128, lr=1e-4, feat_weight=1e-4, checkpoint_every=max(1, steps // 4),
                          mixed_precision="bf16" if device == "cuda" else "no")
     cfg = AblateConfig(ratios=(float(ratio),), methods=(method,), r_thres=0.05, distill=dcfg, data_size=data_size)
@@ -50,13 +50,10 @@ def main() -> int:
     work = Path(args.work) / args.teacher
     work.mkdir(parents=True, exist_ok=True)
     rows = args.rows.split(",")
-    import torch
-
-    from hprune.experiments.ablate import AblateConfig, distill_data
+    from hprune.experiments.ablate import AblateConfig, _device, distill_data
     from hprune.toy.pipeline import load_pipeline
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    distill_data(load_pipeline(args.teacher, device=device), work, AblateConfig(data_size=args.data_size))  # once
+    distill_data(load_pipeline(args.teacher, device=_device()), work, AblateConfig(data_size=args.data_size))  # once
     n = len(rows)
     with ProcessPoolExecutor(n, mp_context=get_context("spawn")) as pool:
         for path in pool.map(train_one, [args.teacher] * n, rows, [str(work)] * n, [args.out] * n, [args.steps] * n,
