@@ -1,10 +1,11 @@
 #!/bin/bash
-# Issue 18 in one device call (10-minute limit): GPU tests, the kernel table, then the
-# SD3.5 Large and FLUX.1 schnell tables, each stage under a deadline so that what finished
-# comes back. Carry .whl (diffusers and torchao wheels).
-#   bash scripts/bench_device_issue18.sh
-# At most 8 files come back from a call: run.log, kernels.json and {sd35,flux}/{bench,extras}.json
-# plus the two table.md files are exactly 8, so every log goes to run.log.
+# Issue 18 on one H200, in device calls of at most 10 minutes; each stage runs under a deadline
+# so that what finished comes back. Carry .whl (diffusers, torchao and sageattention wheels).
+#   bash scripts/bench_device_issue18.sh kernels   # GPU tests, attention probe, kernel table (~5 min)
+#   bash scripts/bench_device_issue18.sh attention # attention GPU tests and probe only (~2 min)
+#   bash scripts/bench_device_issue18.sh sd35      # SD3.5 Large 20% and 30% tables (~5 min)
+#   bash scripts/bench_device_issue18.sh flux      # FLUX.1 schnell 30% table (~6 min)
+# At most 8 files come back from a call, so every log goes to run.log.
 set -o pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -15,9 +16,26 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --tar
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader | tee "$log"
 python3 -c 'import torch, triton, torchao, diffusers; print(torch.__version__, triton.__version__, torchao.__version__, diffusers.__version__)' 2>&1 | tail -1 | tee -a "$log"
-timeout -k 5 $(left 80) python3 -m pytest -q -rA -p no:cacheprovider -m gpu tests/quant "tests/quant/test_quantize.py::test_backends_run_on_gpu_and_load_back[w4fp8]" 2>&1 | grep -E "^(PASSED|FAILED|ERROR)|passed|failed" | tee -a "$log"
-timeout -k 5 $(left 190) python3 scripts/bench_quant_kernels.py --out "$OUT/kernels.json" >> "$log" 2>&1; tail -16 "$log"
 common="--no-eager --cuda-graph --breakdown --fp8-original --quants w4fp8:0"
-timeout -k 5 $(left 400) python3 scripts/bench_table.py --arch sd3.5-large --ratios 0.2,0.3 $common --out "$OUT/sd35" 2>&1 | grep "^|\|^#\|FAILED" | tee -a "$log"
-timeout -k 5 $(left 585) python3 scripts/bench_table.py --arch flux.1-schnell --ratios 0.3 $common --out "$OUT/flux" 2>&1 | grep "^|\|^#\|FAILED" | tee -a "$log"
+probe_attention() {  # one process per shape: "default" is what a fresh process picks
+  for arch in sd3.5-large flux.1-schnell; do for batch in 1 2; do
+    timeout -k 5 $(left $1) python3 scripts/attention_probe.py --arch $arch --batch $batch --out "$OUT/attention.jsonl" 2>&1 | tail -2 >> "$log"
+  done; done
+}
+case $1 in
+  kernels)
+    timeout -k 5 $(left 200) python3 -m pytest -q -rA -p no:cacheprovider -m gpu tests/quant tests/model/test_cuda_graph.py \
+        tests/model/test_attention.py 2>&1 | grep -E "^(PASSED|FAILED|ERROR)|passed|failed|Error" | tee -a "$log"
+    probe_attention 300
+    timeout -k 5 $(left 560) python3 scripts/bench_quant_kernels.py --out "$OUT/kernels.json" >> "$log" 2>&1; tail -26 "$log" ;;
+  attention)
+    timeout -k 5 $(left 100) python3 -m pytest -q -rA -p no:cacheprovider -m gpu tests/model/test_attention.py 2>&1 \
+        | grep -E "^(PASSED|FAILED|ERROR)|passed|failed|Error" | tee -a "$log"
+    probe_attention 200 ;;
+  sd35)
+    timeout -k 5 $(left 570) python3 scripts/bench_table.py --arch sd3.5-large --ratios 0.2,0.3 $common --out "$OUT/sd35" 2>&1 | grep "^|\|^#\|FAILED" | tee -a "$log" ;;
+  flux)
+    timeout -k 5 $(left 570) python3 scripts/bench_table.py --arch flux.1-schnell --ratios 0.3 $common --out "$OUT/flux" 2>&1 | grep "^|\|^#\|FAILED" | tee -a "$log" ;;
+  *) echo "usage: $0 kernels|sd35|flux" >&2; exit 2 ;;
+esac
 echo "elapsed $(( $(date +%s) - start )) s" | tee -a "$log"

@@ -9,6 +9,8 @@ Paths, all per-row weight scales unless named g128:
   w4 unpack+cublas  the fast path hprune runs: unpack, then the same _scaled_mm
   w4 fused          the fused Triton GEMM (w4fp8_kernel), weight as the B operand
   w4 swapped        the fused Triton GEMM with the weight as the A operand (best config)
+  w4 skinny         M <= 512 only: the W4A16 kernel for few token rows (w4_skinny, autotuned;
+                    bf16 activations, no quantization): what hprune runs up to SKINNY_MAX_M rows
 Activation quantization is left out of every row (compiled, it fuses into the op before).
 """
 
@@ -23,11 +25,14 @@ import triton
 
 from hprune.quant import w4fp8_kernel as K
 from hprune.quant.w4fp8 import fast_linear, pack_int4, quantize_rows, quantize_tokens, unpack_int4
+from hprune.quant.w4_skinny import w4a16_skinny_mm
 from hprune.quant.w4fp8_unpack import unpack_fp8
 
 SD, FLUX = [(2432, 2432), (2432, 9728), (9728, 2432)], [(3072, 3072), (3072, 12288), (12288, 3072), (15360, 3072)]
 SHAPES = ([(4429, k, n) for k, n in SD] + [(4608, k, n) for k, n in FLUX]
-          + [(333, 2432, 2432), (512, 3072, 3072), (1, 2432, 14592), (1, 3072, 18432)])
+          + [(333, 2432, 2432), (512, 3072, 3072), (1, 2432, 14592), (1, 3072, 18432)]
+          + [(m, 2432, 14592) for m in (2, 8, 32, 64, 128)] + [(64, 2432, 2432), (128, 3072, 3072)])
+SKINNY_UP_TO = 512
 SWAPPED = [(128, 128, 4, 4), (128, 256, 8, 3), (256, 128, 8, 3), (64, 256, 4, 4)]
 FUSED = [(128, 128, 4, 4), (128, 256, 8, 3)]
 
@@ -48,7 +53,8 @@ def check(m, k, n):
     ref_rows = (q8.double() * qs.double()[:, None]) @ w.t() + bias.double()
     paths = {"w4 unpack+cublas": (lambda: fast_linear(x, packed, scale, bias), ref_tok),
              "w4 fused": (lambda: K.w4fp8_matmul(q8, rowsum, qs, packed, scale, bias), ref_rows),
-             "w4 swapped": (lambda: K.w4fp8_matmul_swapped(q8, rowsum, qs, packed, scale, bias), ref_rows)}
+             "w4 swapped": (lambda: K.w4fp8_matmul_swapped(q8, rowsum, qs, packed, scale, bias), ref_rows),
+             "w4 skinny": (lambda: w4a16_skinny_mm(x, packed, scale, bias), x.double() @ w.t() + bias.double())}
     out = {}
     for name, (fn, ref) in paths.items():
         try:
@@ -91,6 +97,7 @@ def bench(m, k, n):
     cfgs = {}
     res["w4 fused"], cfgs["w4 fused"] = best(lambda c: K.w4fp8_matmul(q8, rowsum, qs, packed, scale, None, config=c), configs["w4 fused"])
     res["w4 swapped"], cfgs["w4 swapped"] = best(lambda c: K.w4fp8_matmul_swapped(q8, rowsum, qs, packed, scale, None, config=c), configs["w4 swapped"])
+    res["w4 skinny"] = t(lambda: w4a16_skinny_mm(x, packed, scale, None)) if m <= SKINNY_UP_TO else float("nan")
     return {"m": m, "k": k, "n": n, "us": {name: round(ms * 1000, 1) for name, ms in res.items()}, "configs": cfgs}
 
 
@@ -100,13 +107,15 @@ def _unpack_mm(x8, xs, packed, scale):
 
 
 def table(rows):
-    lines = ["| M x K x N | bf16 | fp8 cuBLAS | unpack | w4 unpack+cuBLAS | w4 fused | w4 swapped | best w4 / fp8 cuBLAS |", "|" + " --- |" * 8]
+    lines = ["| M x K x N | bf16 | fp8 cuBLAS | unpack | w4 unpack+cuBLAS | w4 fused | w4 swapped | w4 skinny | best w4 / fp8 cuBLAS |",
+             "|" + " --- |" * 9]
     for r in rows:
         us, flops = r["us"], 2 * r["m"] * r["k"] * r["n"]
         cell = lambda name: f"{us[name]:.1f} us ({flops / us[name] / 1e6:.0f})"  # noqa: E731
-        top = min(v for v in (us["w4 unpack+cublas"], us["w4 fused"], us["w4 swapped"]) if v == v)
+        top = min(v for v in (us["w4 unpack+cublas"], us["w4 fused"], us["w4 swapped"], us["w4 skinny"]) if v == v)
         lines.append(f"| {r['m']} x {r['k']} x {r['n']} | {cell('bf16 cublas')} | {cell('fp8 cublas')} | {us['unpack']:.1f} us | "
-                     f"{cell('w4 unpack+cublas')} | {cell('w4 fused')} | {cell('w4 swapped')} | {us['fp8 cublas'] / top:.0%} |")
+                     f"{cell('w4 unpack+cublas')} | {cell('w4 fused')} | {cell('w4 swapped')} | {cell('w4 skinny')} | "
+                     f"{us['fp8 cublas'] / top:.0%} |")
     return "\n".join(lines)
 
 

@@ -56,10 +56,10 @@ row() {  # one configuration; a failure (out of memory, a recompile fallback) is
 common="--arch sd3.5-large --ratio 0.2 --resolution 1024 --warmup 3 --steps 5"
 case $stage in
   one)
-    for b in 1 2 4; do row $one_gpu $common --task distill-pwp --batch $b $compile; done
+    for b in 4 2 1; do row $one_gpu $common --task distill-pwp --batch $b $compile; done
     row $one_gpu $common --task distill-pwp --batch 1 ;;  # eager, against the 0.209 s
   two)
-    for b in 1 2 4; do row $two_gpus $common --task distill-pwp --batch $b $compile --strategy ddp; done
+    for b in 4 2 1; do row $two_gpus $common --task distill-pwp --batch $b $compile --strategy ddp; done
     row $two_gpus $common --task distill-pwp --batch 2 $compile --strategy fsdp ;;
   whole-one)
     row $one_gpu $common --task distill-whole --batch 1 $compile --gradient-checkpointing

@@ -212,3 +212,60 @@ def test_w4fp8_runs_on_a_gpu_taken_for_one_without_fp8(monkeypatch):
     monkeypatch.setattr(w4, "FP8_COMPUTE", False)
     out = q(x)
     assert ((out.float() - lin(x).float()).norm() / lin(x).float().norm()) < 0.15
+
+
+def test_only_few_row_per_row_cuda_calls_take_the_skinny_path():
+    from hprune.quant.w4fp8 import SKINNY_MAX_M, takes_skinny_path
+
+    cuda_rows = lambda m: type("X", (), {"is_cuda": True, "shape": (m, 128)})()  # noqa: E731
+    _, per_row = pack_int4(torch.randn(48, 128), 0)
+    _, grouped = pack_int4(torch.randn(48, 128), 128)
+    assert takes_skinny_path(cuda_rows(1), per_row) and takes_skinny_path(cuda_rows(SKINNY_MAX_M), per_row)
+    assert not takes_skinny_path(cuda_rows(SKINNY_MAX_M + 1), per_row)
+    assert not takes_skinny_path(cuda_rows(1), grouped) and not takes_skinny_path(torch.randn(1, 128), per_row)
+
+
+def test_skinny_reference_is_the_int4_weight_without_activation_quantization():
+    from hprune.quant.w4fp8 import w4a16_skinny_mm
+
+    torch.manual_seed(4)
+    x, bias = torch.randn(3, 256), torch.randn(40)
+    packed, scale = pack_int4(torch.randn(40, 256), 0)
+    expected = x.double() @ unpack_int4(packed, scale).double().t() + bias.double()
+    assert torch.allclose(w4a16_skinny_mm(x, packed, scale, bias).double(), expected, atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("m,k,n", [(1, 2432, 14592), (8, 3072, 18432), (64, 2432, 2432), (3, 256, 200), (33, 384, 48)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_skinny_kernel_matches_float64_of_the_int4_weight(m, k, n, with_bias):
+    from hprune.quant.w4_skinny import w4a16_skinny_mm
+
+    x, packed, scale, bias = _operands(m, k, n)
+    bias = bias if with_bias else None
+    ref = x.double() @ unpack_int4(packed, scale).double().t() + (0 if bias is None else bias.double())
+    out = w4a16_skinny_mm(x, packed, scale, bias)
+    assert out.shape == (m, n) and out.dtype == torch.bfloat16
+    assert _rel(out, ref) < 5e-3  # bf16 output rounding only
+
+
+@pytest.mark.gpu
+def test_skinny_kernel_takes_float32_inputs():
+    from hprune.quant.w4_skinny import w4a16_skinny_mm
+
+    packed, scale = pack_int4(torch.randn(48, 128, device="cuda"), 0)
+    x = torch.randn(5, 128, device="cuda")
+    ref = x.double() @ unpack_int4(packed, scale).double().t()
+    out = w4a16_skinny_mm(x, packed, scale, None)
+    assert out.dtype == torch.float32 and _rel(out, ref) < 5e-3  # TF32 products
+
+
+@pytest.mark.gpu
+def test_an_adaln_sized_call_takes_the_skinny_path_under_compile():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(2432, 14592).to("cuda", torch.bfloat16)
+    q = W4Fp8Linear.from_linear(lin, 0)
+    x = torch.randn(2, 2432, device="cuda", dtype=torch.bfloat16)
+    expected = x.double() @ unpack_int4(q.qweight, q.w_scale).double().t() + lin.bias.double()
+    eager, compiled = q(x), torch.compile(q)(x)
+    assert _rel(eager, expected) < 5e-3 and _rel(compiled, expected) < 5e-3

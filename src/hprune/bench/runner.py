@@ -20,6 +20,9 @@ from hprune.model.compile import compile_blocks_
 from hprune.quant.names import BF16
 
 
+ATTENTION = ("fastest", "default")
+
+
 @dataclass
 class Variant:
     name: str  # e.g. "original", "pruned-20%"
@@ -43,6 +46,7 @@ class BenchConfig:
     cuda_graph: bool = False  # also time each compiled model replayed from one CUDA graph per step
     text_encoders: bool = False
     t5_quant: str | None = None
+    attention: str = "fastest"  # "fastest": hprune's SDPA choice (hprune.model.attention); "default": torch's
     variants: list[Variant] = field(default_factory=list)
 
     def __post_init__(self):
@@ -54,6 +58,8 @@ class BenchConfig:
             problems.append(f"--repeats must be at least 10 (median of >= 10), got {self.repeats}")
         if self.steps < 1:
             problems.append(f"--steps must be at least 1, got {self.steps}")
+        if self.attention not in ATTENTION:
+            problems.append(f"--attention must be one of {', '.join(ATTENTION)}, got {self.attention!r}")
         if not (self.eager or self.compile):
             problems.append("nothing to measure: neither eager nor --compile")
         if problems:
@@ -105,6 +111,7 @@ def _measure_variant(arch: Arch, variant: Variant, config: BenchConfig, log):
     torch.cuda.empty_cache()
     baseline_bytes = torch.cuda.memory_allocated()
     model, params = _build(arch, variant)
+    attention = _choose_attention(model, config.attention)
     kwargs = make_inputs(arch, model, config.resolution, config.batch)
     modes = ([False] if config.eager else []) + ([True] if config.compile else [])
     for compiled in modes:
@@ -114,12 +121,21 @@ def _measure_variant(arch: Arch, variant: Variant, config: BenchConfig, log):
         total = measure.time_steps_ms(model, kwargs, _timesteps(config.steps), lambda kw, t: set_timestep(arch, kw, t))
         peak = measure.peak_step_gib(model, kwargs, baseline_bytes)
         breakdown = measure.kernel_breakdown(model, kwargs) if config.breakdown else None
-        yield _row(arch, variant, config, compiled, params, model, step, total, peak), breakdown
+        yield dict(_row(arch, variant, config, compiled, params, model, step, total, peak), attention=attention), breakdown
         if compiled and config.cuda_graph:
-            yield _graphed_row(arch, variant, config, params, model, kwargs, baseline_bytes), None
+            yield dict(_graphed_row(arch, variant, config, params, model, kwargs, baseline_bytes), attention=attention), None
     del model, kwargs
     gc.collect()
     torch.cuda.empty_cache()
+
+
+def _choose_attention(model, setting: str) -> str:
+    from hprune.model.attention import DEFAULT, restore_default_attention, use_fastest_attention
+
+    if setting == "fastest":
+        return use_fastest_attention(model)
+    restore_default_attention()
+    return DEFAULT
 
 
 def _graphed_row(arch, variant, config, params, model, kwargs, baseline_bytes) -> dict:

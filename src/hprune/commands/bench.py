@@ -38,6 +38,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--crop-pos-embed", action="store_true",
                         help="SD3: the compressed model keeps only the position embeddings up to --resolution "
                              "(what `hprune quantize --max-size` saves)")
+    parser.add_argument("--attention", default="fastest", choices=("fastest", "default"),
+                        help="fastest: hprune's attention kernel choice, as hprune generate and hprune.load make it "
+                             "(cuDNN first on Hopper); default: torch's own order")
     parser.add_argument("--out", default=".", help="folder for bench.json and bench.md")
 
 
@@ -68,7 +71,7 @@ def run(args) -> int:
     fp8 = [Variant("original-fp8", None, "torchao-fp8")] if args.fp8_original else []
     config = BenchConfig(arch=args.arch, resolution=args.resolution, steps=args.steps, compile=args.compile, repeats=args.repeats,
                          breakdown=args.breakdown, cuda_graph=args.cuda_graph, text_encoders=args.text_encoders, t5_quant=args.t5_quant,
-                         variants=fp8 + ([v] if v else []))
+                         attention=args.attention, variants=fp8 + ([v] if v else []))
     rows, extras = run_bench(config)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

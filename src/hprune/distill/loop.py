@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from hprune.core.cuda import avoid_cudnn_attention
+from hprune.model.attention import use_fastest_attention
 from hprune.distill import parallel
 from hprune.distill.checkpoint import latest_checkpoint, load_checkpoint
 from hprune.distill.config import DistillConfig
@@ -82,10 +82,11 @@ def distill(teacher, plan, data: DistillData, cfg: DistillConfig, out_dir: str |
     and `resume` is not set, or when the settings leave nothing to train."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    avoid_cudnn_attention()
     accelerator = parallel.make_accelerator(cfg)
     teacher = teacher.to(accelerator.device).eval().requires_grad_(False)
     student = build_student(teacher, plan, norm_means).train()
+    for model in (teacher, student):  # before compiling: cuDNN's attention on Hopper at real sizes
+        use_fastest_attention(model)
     if cfg.gradient_checkpointing:
         student.enable_gradient_checkpointing()
     matched = match_blocks(student, teacher, plan)

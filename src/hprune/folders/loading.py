@@ -19,6 +19,7 @@ from hprune.core.errors import HpruneError
 from hprune.folders.manifest import MANIFEST, Manifest
 from hprune.folders.paths import MODEL_INDEX, model_folder, pipeline_folder
 from hprune.folders.weights import read_state
+from hprune.model.attention import use_fastest_attention
 from hprune.model.pos_embed import STAGE as CROP_STAGE, apply_crop
 from hprune.planning.plan import Plan, compose
 from hprune.core.provenance import restore, steps_of
@@ -34,6 +35,8 @@ def load(path: str | Path, torch_dtype: torch.dtype | None = None, device: str |
     Weights keep their stored dtype unless `torch_dtype` is given (ignored for
     quantized models, which compute in their config's dtype). The model carries
     its history, so saving it again or pruning it further composes.
+    On a CUDA device it also sets the process' attention kernel order for the model
+    (hprune.model.attention.use_fastest_attention: cuDNN first on Hopper at head size 64/128).
     Raises HpruneError naming the folder when it is incomplete or inconsistent."""
     folder = model_folder(path)
     manifest = Manifest.read(folder)
@@ -52,6 +55,8 @@ def load(path: str | Path, torch_dtype: torch.dtype | None = None, device: str |
     restore(model, manifest.base_config, manifest.history)
     if torch_dtype is not None and not quant:
         nn.Module.to(model, torch_dtype)  # diffusers' own `to` warns about fp32 modules these models do not have
+    if torch.device(device).type == "cuda":
+        use_fastest_attention(model)
     return model.to(device).eval()
 
 

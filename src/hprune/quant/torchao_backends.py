@@ -35,7 +35,8 @@ BACKENDS = [
     TorchaoBackend(
         name="torchao-int4",
         summary="torchao int4 weight-only, group 128, plain layout (mslk kernels; pip install mslk-cuda)",
-        extra={"kind": "int4", "packing": "plain"}, **_COMMON,
+        extra={"kind": "int4", "packing": "plain"},
+        **{**_COMMON, "packages": ("torchao", "mslk"), "pip_names": ("torchao", "mslk-cuda")},
     ),
     TorchaoBackend(
         name="torchao-int4-tinygemm",

@@ -8,8 +8,11 @@ On CUDA, per-row scales (group_size 0) take the fast path: the int4 weight is
 unpacked to FP8 by one bandwidth-bound Triton pass (w4fp8_unpack.py) and
 multiplied by cuBLAS's row-wise scaled FP8 GEMM (torch._scaled_mm, fast
 accumulation); groups of 128 take the fused Triton GEMM (w4fp8_kernel.py),
-which also runs per row when `FAST_PATH` is set to "fused". Elsewhere a torch
-reference with the same numerics runs (slow; for tests and CPU loading).
+which also runs per row when `FAST_PATH` is set to "fused". Per-row layers
+called with at most SKINNY_MAX_M token rows (AdaLN's modulation at M = batch,
+short text streams) skip the FP8 path: one Triton pass reads the int4 weight
+and multiplies in the activations' dtype (w4_skinny.py, W4A16). Elsewhere a
+torch reference with the same numerics runs (slow; for tests and CPU loading).
 """
 
 from __future__ import annotations
@@ -152,6 +155,37 @@ def _(x8, rowsum, x_scale, packed, w_scale, bias, out_dtype):
     return x8.new_empty(x8.shape[0], packed.shape[0], dtype=out_dtype)
 
 
+def skinny_reference(x: torch.Tensor, packed: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """What w4_skinny.w4a16_skinny_mm computes, in float32 torch (CPU-safe): no activation quantization."""
+    out = x.float() @ unpack_int4(packed, w_scale).t()
+    return (out if bias is None else out + bias.float()).to(x.dtype)
+
+
+@torch.library.custom_op("hprune::w4a16_skinny_mm", mutates_args=())
+def w4a16_skinny_mm(x: torch.Tensor, packed: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    if x.is_cuda:
+        from hprune.quant.w4_skinny import w4a16_skinny_mm as kernel
+
+        return kernel(x, packed, w_scale, bias)
+    return skinny_reference(x, packed, w_scale, bias)
+
+
+@w4a16_skinny_mm.register_fake
+def _(x, packed, w_scale, bias):
+    return x.new_empty(x.shape[0], packed.shape[0])
+
+
+# Token rows up to which a per-row layer reads its int4 weight once in the skinny W4A16 kernel
+# instead of unpacking it for cuBLAS FP8: AdaLN's modulation at M = batch (x 2 with guidance). On an
+# H200 (docs/benchmarks.md) the skinny kernel took 27-28 us at M = 1-8 for 2432 x 14592 against
+# 32 us for unpack + cuBLAS, 31 us at M = 32 and 35 us at M = 64 against 31-32 us.
+SKINNY_MAX_M = 16
+
+
+def takes_skinny_path(x: torch.Tensor, w_scale: torch.Tensor) -> bool:
+    return x.is_cuda and w_scale.dim() == 1 and x.shape[0] <= SKINNY_MAX_M
+
+
 def fp8_compute(device_index: int) -> bool:
     """Whether the GPU has FP8 tensor cores (compute capability 8.9: Ada, Hopper and newer)."""
     return torch.cuda.get_device_capability(device_index) >= (8, 9)
@@ -173,7 +207,9 @@ def w4fp8_linear(x, packed, w_scale, bias, group_size):
     """Activation quantization stays in plain torch ops (outside the custom ops) so
     that torch.compile fuses it into whatever elementwise op produced x."""
     x2 = x.reshape(-1, x.shape[-1])
-    if x2.is_cuda and not FP8_COMPUTE:
+    if takes_skinny_path(x2, w_scale):
+        out = w4a16_skinny_mm(x2, packed, w_scale, bias)
+    elif x2.is_cuda and not FP8_COMPUTE:
         out = dequantized_linear(x2, packed, w_scale, bias)
     elif takes_fast_path(x2, packed, w_scale):
         out = fast_linear(x2, packed, w_scale, bias)
