@@ -154,7 +154,7 @@ def test_a_width_that_is_not_a_multiple_of_128_is_padded_and_quantized_exactly(g
     lin = torch.nn.Linear(112, 48).to(torch.bfloat16)
     q = W4Fp8Linear.from_linear(lin, group)
     assert q.qweight.shape == (48, 64)
-    x = torch.randn(7, 112, dtype=torch.bfloat16)
+    x = torch.randn(23, 112, dtype=torch.bfloat16)  # more rows than the skinny path takes
     w_int4 = unpack_int4(q.qweight, q.w_scale)
     assert w_int4[:, 112:].abs().max() == 0
     x8, _, xs = quantize_rows(torch.nn.functional.pad(x, (0, 16)), 0)
@@ -214,15 +214,29 @@ def test_w4fp8_runs_on_a_gpu_taken_for_one_without_fp8(monkeypatch):
     assert ((out.float() - lin(x).float()).norm() / lin(x).float().norm()) < 0.15
 
 
-def test_only_few_row_per_row_cuda_calls_take_the_skinny_path():
+def test_only_few_row_per_row_calls_take_the_skinny_path(monkeypatch):
+    import hprune.quant.w4fp8 as w4
     from hprune.quant.w4fp8 import SKINNY_MAX_M, takes_skinny_path
 
-    cuda_rows = lambda m: type("X", (), {"is_cuda": True, "shape": (m, 128)})()  # noqa: E731
+    rows = lambda m, cuda=True: type("X", (), {"is_cuda": cuda, "shape": (m, 128)})()  # noqa: E731
     _, per_row = pack_int4(torch.randn(48, 128), 0)
     _, grouped = pack_int4(torch.randn(48, 128), 128)
-    assert takes_skinny_path(cuda_rows(1), per_row) and takes_skinny_path(cuda_rows(SKINNY_MAX_M), per_row)
-    assert not takes_skinny_path(cuda_rows(SKINNY_MAX_M + 1), per_row)
-    assert not takes_skinny_path(cuda_rows(1), grouped) and not takes_skinny_path(torch.randn(1, 128), per_row)
+    assert takes_skinny_path(rows(1), per_row) and takes_skinny_path(rows(SKINNY_MAX_M), per_row)
+    assert not takes_skinny_path(rows(SKINNY_MAX_M + 1), per_row) and not takes_skinny_path(rows(1), grouped)
+    assert takes_skinny_path(rows(1, cuda=False), per_row)  # the CPU computes what the GPU does
+    monkeypatch.setattr(w4, "FP8_COMPUTE", False)  # a GPU without FP8 keeps its dequantized fallback
+    assert not takes_skinny_path(rows(1), per_row) and takes_skinny_path(rows(1, cuda=False), per_row)
+
+
+def test_a_few_rows_on_the_cpu_skip_activation_quantization():
+    torch.manual_seed(5)
+    lin = torch.nn.Linear(256, 64)
+    q = W4Fp8Linear.from_linear(lin, 0)
+    w = unpack_int4(q.qweight, q.w_scale).double()
+    few, many = torch.randn(2, 256), torch.randn(40, 256)
+    assert torch.allclose(q(few).double(), few.double() @ w.t() + lin.bias.double(), atol=1e-4)
+    x8, _, xs = quantize_rows(many, 0)
+    assert torch.allclose(q(many).double(), (x8.double() * xs.double()[:, None]) @ w.t() + lin.bias.double(), atol=1e-3)
 
 
 def test_skinny_reference_is_the_int4_weight_without_activation_quantization():

@@ -9,8 +9,8 @@ unpacked to FP8 by one bandwidth-bound Triton pass (w4fp8_unpack.py) and
 multiplied by cuBLAS's row-wise scaled FP8 GEMM (torch._scaled_mm, fast
 accumulation); groups of 128 take the fused Triton GEMM (w4fp8_kernel.py),
 which also runs per row when `FAST_PATH` is set to "fused". Per-row layers
-called with at most SKINNY_MAX_M token rows (AdaLN's modulation at M = batch,
-short text streams) skip the FP8 path: one Triton pass reads the int4 weight
+called with at most SKINNY_MAX_M token rows (AdaLN's modulation at M = batch)
+skip the FP8 path: one Triton pass reads the int4 weight
 and multiplies in the activations' dtype (w4_skinny.py, W4A16). Elsewhere a
 torch reference with the same numerics runs (slow; for tests and CPU loading).
 """
@@ -183,7 +183,9 @@ SKINNY_MAX_M = 16
 
 
 def takes_skinny_path(x: torch.Tensor, w_scale: torch.Tensor) -> bool:
-    return x.is_cuda and w_scale.dim() == 1 and x.shape[0] <= SKINNY_MAX_M
+    # also on the CPU (its torch reference), so that a model computes the same there; GPUs without
+    # FP8 keep dequantized_linear, which is the same W4A16 product
+    return w_scale.dim() == 1 and x.shape[0] <= SKINNY_MAX_M and (FP8_COMPUTE or not x.is_cuda)
 
 
 def fp8_compute(device_index: int) -> bool:
