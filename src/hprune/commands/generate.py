@@ -21,7 +21,6 @@ import numpy as np
 from PIL import Image
 
 from hprune.core.cuda import AUTO, DEVICE_HELP, resolve_device
-from hprune.model.attention import use_fastest_attention
 from hprune.core.errors import HpruneError
 from hprune.generate.images import GenerationConfig, Item, check_fits, generate_to_dir, is_diffusers, load_loras, save_grid
 
@@ -75,7 +74,6 @@ def run(args) -> int:
     if args.cuda_graph and not str(device).startswith("cuda"):
         raise HpruneError(f"--cuda-graph needs a CUDA GPU and this run is on {device}; drop --cuda-graph.")
     pipe = load_pipeline(args.model, torch_dtype=torch.bfloat16 if device == "cuda" else torch.float32, device=device)
-    use_fastest_attention(pipe.transformer)
     diffusers = is_diffusers(pipe)
     if diffusers and args.split is not None:
         raise HpruneError("--split draws the shapes testbed's prompts, for shapes teachers only; "

@@ -35,8 +35,8 @@ def load(path: str | Path, torch_dtype: torch.dtype | None = None, device: str |
     Weights keep their stored dtype unless `torch_dtype` is given (ignored for
     quantized models, which compute in their config's dtype). The model carries
     its history, so saving it again or pruning it further composes.
-    On a CUDA device it also sets the process' attention kernel order for the model
-    (hprune.model.attention.use_fastest_attention: cuDNN first on Hopper at head size 64/128).
+    On a CUDA device it also picks the attention kernel for the model
+    (hprune.model.attention.use_fastest_attention: cuDNN pinned on Hopper at head size 64/128).
     Raises HpruneError naming the folder when it is incomplete or inconsistent."""
     folder = model_folder(path)
     manifest = Manifest.read(folder)
@@ -121,7 +121,8 @@ def load_pipeline(path: str | Path, torch_dtype: torch.dtype | None = None, devi
     teacher's name) with its transformer loaded by `load`. Shapes pipelines load
     as hprune's ShapesPipeline (float32 unless `torch_dtype`). A diffusers pipeline
     whose transformer was pruned or quantized takes block indices of the original
-    model in `skip_guidance_layers` and in LoRA files (hprune.model.original_indices)."""
+    model in `skip_guidance_layers` and in LoRA files (hprune.model.original_indices).
+    On a CUDA device the attention kernel is picked as in `load`."""
     from hprune.toy.pipeline import PIPELINES, SHIPPED
 
     folder = pipeline_folder(path)
@@ -149,4 +150,7 @@ def load_pipeline(path: str | Path, torch_dtype: torch.dtype | None = None, devi
         from hprune.model.original_indices import with_original_indices
 
         pipe = with_original_indices(pipe)
-    return pipe.to(device)
+    pipe = pipe.to(device)
+    if torch.device(device).type == "cuda":
+        use_fastest_attention(pipe.transformer)
+    return pipe

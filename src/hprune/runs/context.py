@@ -34,10 +34,8 @@ class RunContext:
     def pipe(self):
         """The teacher's pipeline, loaded once per process."""
         if self._pipe is None:
-            from hprune.core.cuda import avoid_cudnn_attention
             from hprune.folders import load_pipeline
 
-            avoid_cudnn_attention()
             self._pipe = load_pipeline(self.model, torch_dtype=self.dtype, device=self.device)
         return self._pipe
 
