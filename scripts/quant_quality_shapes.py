@@ -66,7 +66,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hprune.quant import replace_module
-from hprune.quant.w4fp8 import TILE_K, W4Fp8Linear, _pad_inputs, pack_int4, padded_k, quantize_tokens, unpack_int4
+from hprune.quant.w4fp8 import (
+    SKINNY_MAX_M, TILE_K, W4Fp8Linear, _pad_inputs, pack_int4, padded_k, quantize_tokens, unpack_int4,
+)
 
 RATIOS = tuple(round(0.50 + 0.02 * i, 2) for i in range(26))  # clip ratios searched: 0.50, 0.52, ..., 1.00
 TEACHERS = ("shapes-sd3", "shapes-flux")
@@ -120,7 +122,8 @@ def pack_int4_mse(weight: torch.Tensor, group_size: int = 0, ratios=RATIOS) -> t
 class FakeQuantLinear(nn.Module):
     """What W4Fp8Linear's CPU reference computes, without its per-call padding and unpacking:
     `weight` (already dequantized, or float for a8-only) in float32, activations optionally through
-    quantize_tokens (FP8 e4m3, one scale per token)."""
+    quantize_tokens (FP8 e4m3, one scale per token) when there are more than SKINNY_MAX_M token rows
+    (since 2026-11-30; the committed results predate it and quantized every call's activations)."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, fp8_activations: bool):
         super().__init__()
@@ -129,7 +132,7 @@ class FakeQuantLinear(nn.Module):
         self.fp8_activations = fp8_activations
 
     def forward(self, x):
-        if self.fp8_activations:
+        if self.fp8_activations and x.numel() // x.shape[-1] > SKINNY_MAX_M:  # as w4fp8.takes_skinny_path
             x8, scale = quantize_tokens(x.reshape(-1, x.shape[-1]))
             x = (x8.float() * scale).view(x.shape).to(x.dtype)
         return F.linear(x, self.weight, self.bias)

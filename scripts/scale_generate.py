@@ -27,7 +27,10 @@ After every row the projections are rewritten from the rows so far:
   no classifier-free guidance (both are guidance-distilled and sample at guidance 0; one forward
   per step), the pipelines' default 1024x1024, and one 400-image reference generation;
 - `profile-fast`: `hprune profile --fast` (hprune.analysis.profile_fast: FastProfileConfig's prompts and
-  steps, the pipeline's default size, no metric) over the same units.
+  steps, the pipeline's default size) over the same units; its metric is not counted, like the
+  full analysis' HPSv2.
+
+    PYTHONPATH=src python scripts/scale_generate.py --arch sd3.5-large --reproject   # no GPU: projections again
 
     gpu_hours = images x min over rows (steps x step_s + vae_decode_s) / batch / 3600
 
@@ -84,6 +87,9 @@ def parse():
     p.add_argument("--text-tokens", type=int, help="default: the pipeline's (SD3 333, FLUX 512)")
     p.add_argument("--tiny", action="store_true", help="tiny widths, CPU allowed: a dry run of this script")
     p.add_argument("--out", default="results/scale.json")
+    p.add_argument("--reproject", action="store_true",
+                   help="no GPU: rewrite --arch's projection rows in --out from its generate rows there "
+                        "(after a change of the analyses' image counts)")
     args = p.parse_args()
     if args.resolution % 16 or min(args.batches) < 1 or args.steps < 1 or args.repeats < 1:
         p.error("--resolution must be a multiple of 16; --batches, --steps and --repeats at least 1")
@@ -416,8 +422,24 @@ def build(args, budget: Budget) -> Setup:
                  variants=hprune_variants(model))
 
 
+def reproject(args) -> None:
+    """The projections again from the measured generate rows of --out, without a GPU."""
+    from types import SimpleNamespace
+
+    rows = json.loads(Path(args.out).read_text())
+    old = next(r for r in rows if r["arch"] == args.arch and r["task"] == "profile-fast")
+    measured = [r for r in rows if r["arch"] == args.arch and r["task"] == "generate"]
+    s = SimpleNamespace(arch=get_arch(args.arch), rows=measured, variants=old["hprune_fast_variants"])
+    for row in projection_rows(s):
+        save_row(Path(args.out), row)
+        log(f"{row['task']} on {row['gpus']} GPU(s): {row['projected_gpu_hours']} GPU-hours, "
+            f"{row['cost_ratio_vs_profile']} of the full analysis")
+
+
 def main() -> None:
     args = parse()
+    if args.reproject:
+        return reproject(args)
     budget = Budget(args.budget_s)
     s = build(args, budget)
     log(f"{_label(s)} on {_device_name(s.device)}: {args.resolution}x{args.resolution}, {args.steps} steps, "

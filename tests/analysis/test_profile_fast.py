@@ -8,16 +8,17 @@ import hprune.analysis.profile_fast as profile_fast_module
 from hprune.cli import main
 from hprune.core.errors import HpruneError
 from hprune.analysis.profile import TABLE, ProfileConfig, profile, read_table, variants
-from hprune.analysis.profile_fast import PROXY, FastProfileConfig, profile_fast
+from hprune.analysis.profile_fast import GRID_WEIGHT, PROXY, FastProfileConfig, profile_fast
 from hprune.planning.scoring import load_run, plan_for_run
 from hprune.model.testing import tiny_pipeline, tiny_sd3
+from test_profile import Brightness  # registers the `brightness` metric
 
 PROMPTS = ["a red circle", "a blue square", "the green triangle"]
 
 
 def fast_config(tmp_path, **kw):
     (tmp_path / "prompts.txt").write_text("\n".join(PROMPTS) + "\n")
-    base = dict(prompts=str(tmp_path / "prompts.txt"), steps=3, size=16, max_sequence_length=16)
+    base = dict(metric="brightness", prompts=str(tmp_path / "prompts.txt"), steps=3, size=16, max_sequence_length=16)
     return FastProfileConfig(**{**base, **kw})
 
 
@@ -30,12 +31,12 @@ def sd3_pipe():
     return tiny_pipeline("sd3")
 
 
-def test_config_validation_names_the_flag():
-    with pytest.raises(HpruneError, match="drop --metric"):
-        FastProfileConfig(metric="shapes")
+def test_config_defaults_and_validation():
     with pytest.raises(HpruneError, match="--steps must be at least 1"):
         FastProfileConfig(steps=0)
-    assert FastProfileConfig().settings()["proxy"] == PROXY
+    config = FastProfileConfig()
+    assert config.settings()["proxy"] == PROXY
+    assert (config.metric, config.n_prompts, config.steps) == ("shapes", 8, 6)
 
 
 def test_a_unit_that_changes_the_images_more_ranks_above_one_that_changes_them_less(tmp_path):
@@ -49,11 +50,11 @@ def test_a_unit_that_changes_the_images_more_ranks_above_one_that_changes_them_l
     score = {r["variant"]: r["dP"] for r in rows}
     assert score["joint.0.mlp"] == pytest.approx(0.0, abs=1e-6)
     assert score["joint.1.mlp"] > 10 * max(score["joint.0.mlp"], 1e-6)
-    assert all(v >= 0 for v in score.values())
+    assert all(d >= 0 for r in rows for d in r["grid"])
 
 
-def test_the_score_is_how_far_a_variant_moves_the_layout_and_colours():
-    from hprune.analysis.profile_fast import GRID, fast_row
+def test_the_grid_distance_is_how_far_a_variant_moves_the_layout_and_colours():
+    from hprune.analysis.profile_fast import GRID, grid_distance
 
     side = 8 * GRID
     fine = (np.indices((side, side)).sum(0) % 2 * 255).astype(np.uint8)  # pixel checkerboard
@@ -61,10 +62,26 @@ def test_the_score_is_how_far_a_variant_moves_the_layout_and_colours():
     flipped = 255 - reference  # every pixel changes, every cell keeps its mean colour
     moved = reference.copy()
     moved[:, : side // 2] = 0  # the top half turns black
-    row = fast_row([], np.stack([flipped[0], moved[0]]), np.stack([reference[0], reference[0]]), 1.0)
-    assert row["per_prompt"][0] == pytest.approx(0.0, abs=1e-9)
-    assert row["per_prompt"][1] == pytest.approx(np.sqrt(0.5 * 0.5 ** 2), abs=1e-6)  # half the cells, 0.5 -> 0
-    assert row["dP"] == pytest.approx(np.mean(row["per_prompt"]), abs=1e-6)
+    d = grid_distance(np.stack([flipped[0], moved[0]]), np.stack([reference[0], reference[0]]))
+    assert d[0] == pytest.approx(0.0, abs=1e-9)
+    assert d[1] == pytest.approx(np.sqrt(0.5 * 0.5 ** 2), abs=1e-6)  # half the cells, 0.5 -> 0
+
+
+def test_the_score_is_the_metric_drop_plus_the_weighted_distance():
+    from hprune.analysis.profile_fast import fast_row, grid_distance
+
+    rng = np.random.default_rng(0)
+    reference_images = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    images = reference_images.copy()
+    images[1:, :8] = 0
+    metric = Brightness()
+    reference, scores = metric.score(reference_images, PROMPTS), metric.score(images, PROMPTS)
+    row = fast_row([], images, reference_images, reference, scores, metric, 1.0)
+    drop = reference["bright"] - scores["bright"]
+    assert row["dP_metric"] == pytest.approx(drop.mean())
+    assert row["drops"]["red"] == pytest.approx((reference["red"] - scores["red"]).mean())  # bkscore's alignment drop
+    assert row["dP"] == pytest.approx((drop + GRID_WEIGHT * grid_distance(images, reference_images)).mean())
+    assert row["per_prompt"][0] == pytest.approx(0.0, abs=1e-9) and row["proxy"] == PROXY
 
 
 def test_the_run_folder_plans_like_a_full_one(tmp_path, sd3_pipe, capsys):
@@ -105,9 +122,7 @@ def test_an_interrupted_run_resumes_to_the_same_table(tmp_path, sd3_pipe, monkey
 
 
 def test_a_full_run_folder_is_not_resumed_as_fast(tmp_path, sd3_pipe):
-    from test_profile import Brightness  # noqa: F401  (registers the metric)
-
-    full = ProfileConfig(metric="brightness", prompts=fast_config(tmp_path).prompts, steps=2, size=16,
+    full = ProfileConfig(metric="brightness", prompts=fast_config(tmp_path).prompts, steps=3, size=16,
                          max_sequence_length=16, scope="blocks")
     profile(sd3_pipe, full, tmp_path / "run", progress=False)
     with pytest.raises(HpruneError, match="other settings"):
@@ -119,11 +134,12 @@ def test_profile_fast_command(tmp_path, capsys):
     (tmp_path / "prompts.txt").write_text("a red circle\na blue square\n")
     args = ["profile", str(tmp_path / "pipe"), "--fast", "--prompts", str(tmp_path / "prompts.txt"),
             "--steps", "2", "--size", "16", "--max-sequence-length", "16", "--scope", "blocks", "--no-progress"]
-    assert main([*args, "--out", str(tmp_path / "run")]) == 0
-    assert "proxy forward passes" in capsys.readouterr().out
+    assert main([*args, "--metric", "brightness", "--out", str(tmp_path / "run")]) == 0
+    assert "variants in" in capsys.readouterr().out
     rows = read_table(tmp_path / "run" / TABLE)
     assert [r["variant"] for r in rows] == ["joint.0.block", "joint.1.block", "single.0.block", "single.1.block",
                                             "single.2.block"]
-    assert all(r["metric"] == PROXY for r in rows)
-    assert main([*args, "--metric", "shapes", "--out", str(tmp_path / "other")]) == 1
-    assert "drop --metric" in capsys.readouterr().err
+    assert all(r["proxy"] == PROXY and r["metric"] == "brightness" for r in rows)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["settings"]["n_prompts"] == 8
+    assert main([*args, "--out", str(tmp_path / "other")]) == 1  # the default metric, shapes, scores no diffusers images
+    assert "--metric clip" in capsys.readouterr().err

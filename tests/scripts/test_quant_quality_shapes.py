@@ -64,7 +64,7 @@ def test_mse_weights_run_through_w4fp8linear_and_the_fast_emulation_matches():
     torch.manual_seed(1)
     lin = nn.Linear(112, 64)  # a narrow shapes width, padded to 128 inputs
     model = nn.Sequential(lin)
-    x = torch.randn(3, 5, 112)
+    x = torch.randn(4, 5, 112)  # 20 token rows: more than the skinny path takes, so activations are FP8
     real = m.build_variant(model, "w4fp8-mse", real=True)
     fake = m.build_variant(model, "w4fp8-mse", real=False)
     assert isinstance(real[0], W4Fp8Linear) and isinstance(fake[0], m.FakeQuantLinear)
@@ -72,6 +72,8 @@ def test_mse_weights_run_through_w4fp8linear_and_the_fast_emulation_matches():
     assert torch.equal(real[0].qweight, packed) and torch.equal(real[0].w_scale, scale)
     with torch.no_grad():
         assert torch.allclose(real(x), fake(x), atol=1e-5, rtol=1e-5)
+        few = x[:3]  # 15 token rows: both skip the activation quantization, as the skinny path does
+        assert torch.allclose(real(few), fake(few), atol=1e-5, rtol=1e-5)
         # a8-only: float weights, activations exactly as quantize_tokens
         x8, s = quantize_tokens(x.reshape(-1, 112))
         a8 = m.build_variant(model, "a8-only")

@@ -2,8 +2,9 @@
 
 Contribution analysis; shard it over GPUs with
 `accelerate launch -m hprune profile ...` (same arguments). `--fast` ranks
-units by how far each removal moves the teacher's own images on a few prompts
-and steps instead (hprune.analysis.profile_fast: one process, 1/16 of the forwards).
+units by the metric's drop on a few prompts and steps plus how far each removal
+moves the teacher's own images (hprune.analysis.profile_fast: one process, 6/64
+of the forwards).
 """
 
 import time
@@ -19,14 +20,14 @@ def add_arguments(parser):
     parser.add_argument("--out", required=True, help="run directory (created; re-run the same command to resume)")
     parser.add_argument("--metric", default=None, help="shapes (default) | clip:/path | hps:/path | pickscore:/path")
     parser.add_argument("--fast", action="store_true",
-                        help="proxy: RMS distance of each variant's images to the full model's "
-                             "(16 prompts, 2 steps; no metric)")
+                        help="proxy: the metric's drop plus the grid distance of each variant's images "
+                             "to the full model's (8 prompts, 6 steps)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--split", default="calib", help="calib: balanced shapes prompts from the val split")
     source.add_argument("--prompts", help="text file, one prompt a line (or JSON lines with prompt, seed)")
-    parser.add_argument("--n-prompts", type=int, default=None, help="calibration prompts (default: 64, with --fast 16)")
+    parser.add_argument("--n-prompts", type=int, default=None, help="calibration prompts (default: 64, with --fast 8)")
     parser.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
-    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: shapes 8, others 4; --fast 2)")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: shapes 8, others 4; --fast 6)")
     parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the teacher's, or 0)")
     parser.add_argument("--size", type=int, default=None, help="image side for diffusers pipelines (default: the pipeline's)")
     parser.add_argument("--max-sequence-length", type=int, default=None,
@@ -42,9 +43,9 @@ def add_arguments(parser):
 
 def config_from(args):
     from hprune.analysis.profile import ProfileConfig
-    from hprune.analysis.profile_fast import PROXY, FastProfileConfig
+    from hprune.analysis.profile_fast import FastProfileConfig
 
-    fast = (FastProfileConfig, PROXY, 16, 2)
+    fast = (FastProfileConfig, "shapes", FastProfileConfig.n_prompts, FastProfileConfig.steps)
     cls, metric, n_prompts, steps = fast if args.fast else (ProfileConfig, "shapes", 64, None)
     return cls(
         metric=args.metric or metric, split=None if args.prompts else args.split, prompts=args.prompts,
@@ -72,7 +73,7 @@ def run(args) -> int:
                                                     progress=not args.no_progress)
     if state.is_main_process:
         seconds = sum(r["seconds"] for r in rows)
-        what = "proxy forward passes" if args.fast else "generation and scoring"
+        what = "fast generation and scoring" if args.fast else "generation and scoring"
         print(f"{len(rows)} variants in {args.out}/contribution.jsonl: {seconds:.1f} s of {what} "
               f"({seconds / max(len(rows), 1):.3f} s a variant); this call took {time.perf_counter() - start:.1f} s")
     return 0
