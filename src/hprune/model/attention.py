@@ -26,6 +26,8 @@ import functools
 import torch
 import torch.nn as nn
 
+from hprune.core.cuda import avoid_cudnn_attention
+
 # Head sizes of SD3/SD3.5 (64) and FLUX.1 (128), where cuDNN was measured faster and ran without errors.
 CUDNN_HEAD_DIMS = frozenset({64, 128})
 CUDNN = "cudnn"
@@ -51,9 +53,9 @@ def use_fastest_attention(model: nn.Module) -> str:
     dims = head_dims(model)
     if dims and dims <= CUDNN_HEAD_DIMS and torch.cuda.get_device_capability() >= (9, 0):
         for module in attention_modules(model):
-            module.processor = with_sdpa_backend(module.processor, CUDNN)
+            module.processor = with_sdpa_backend(module.processor, "CUDNN_ATTENTION")
         return CUDNN
-    torch.backends.cuda.enable_cudnn_sdp(False)
+    avoid_cudnn_attention()
     return WITHOUT_CUDNN
 
 
@@ -69,7 +71,7 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
 
 
 def with_sdpa_backend(processor, backend: str):
-    """A copy of `processor` whose calls run under sdpa_kernel(backend). Its class is a subclass
+    """A copy of `processor` whose calls run under sdpa_kernel(SDPBackend.<backend>). Its class is a subclass
     of the processor's with the same call signature, which diffusers inspects to route kwargs."""
     if getattr(processor, _MARK, None) == backend:
         return processor
@@ -84,7 +86,9 @@ def with_sdpa_backend(processor, backend: str):
 def _subclass(base: type, backend: str) -> type:
     # one class per (processor class, backend): torch.compile guards on the class, and a class per
     # module would recompile every block
-    sdpa = _SDPA[backend]()
+    from torch.nn.attention import SDPBackend
+
+    sdpa = getattr(SDPBackend, backend)
 
     @functools.wraps(base.__call__)
     def __call__(self, attn, *args, **kwargs):
@@ -97,12 +101,3 @@ def _subclass(base: type, backend: str) -> type:
             return base.__call__(self, attn, *args, **kwargs)
 
     return type(base.__name__, (base,), {"__call__": __call__, _MARK: backend, "__module__": base.__module__})
-
-
-def _cudnn():
-    from torch.nn.attention import SDPBackend
-
-    return SDPBackend.CUDNN_ATTENTION
-
-
-_SDPA = {CUDNN: _cudnn}
