@@ -112,7 +112,9 @@ def test_profile_shows_progress_and_ctrl_c_exits_130_with_nothing_half_written(t
     argv = [sys.executable, "-m", "hprune", "profile", "shapes-sd3", "--n-prompts", "2", "--batch-size", "2",
             "--steps", "2", "--scope", "blocks", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # as in a terminal: a suite started in the background (`cmd &`) ignores SIGINT, and children inherit that
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while not (out / "contribution.jsonl").is_file() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
