@@ -1,5 +1,6 @@
 import json
 
+import pytest
 
 from hprune.cli import main
 from hprune.metrics import Metric, register_metric
@@ -132,3 +133,12 @@ def test_profile_shows_progress_and_ctrl_c_exits_130_with_nothing_half_written(t
     assert done.returncode == 0, done.stderr
     rows = [json.loads(l) for l in (out / "contribution.jsonl").read_text().splitlines()]
     assert len(rows) == len({r["variant"] for r in rows}) == 16  # 15 units + the last block, skip-only
+
+
+@pytest.mark.parametrize("flag", ["--n-prompts", "--steps"])
+@pytest.mark.parametrize("fast", [[], ["--fast"]])
+def test_zero_prompts_or_steps_is_refused_not_replaced_by_the_default(tmp_path, capsys, flag, fast):
+    out = tmp_path / "run"
+    assert main(["profile", "shapes-sd3", flag, "0", *fast, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert flag in err and "must be at least 1" in err and not out.exists()

@@ -87,3 +87,15 @@ def test_on_hopper_compiled_blocks_run_cudnns_kernel_without_recompiling(family)
     names = " ".join(e.name.lower() for e in prof.events())
     assert "cudnn" in names and "flash_fwd" not in names, names[:600]
     assert torch.allclose(out.float(), expected.float(), atol=5e-2, rtol=5e-2)
+
+
+def test_a_wrapped_model_pickles_and_comes_back_wrapped(fake_gpu):
+    import pickle
+
+    fake_gpu((9, 0))
+    model = _model("sd3")
+    use_fastest_attention(model)
+    back = pickle.loads(pickle.dumps(model))
+    assert all(hasattr(m.processor, "_hprune_inner") for m in attention_modules(back))
+    restore_default_attention(back)
+    assert not any(hasattr(m.processor, "_hprune_inner") for m in attention_modules(back))

@@ -397,7 +397,8 @@ def settings_diff(old: dict, new: dict) -> str:
         return "(unset)" if value is None else value
 
     keys = [k for k in dict.fromkeys([*new, *old]) if old.get(k) != new.get(k)]  # in the order of --help
-    return ", ".join(f"--{k.replace('_', '-')} {show(old.get(k))} -> {show(new.get(k))}" for k in keys)
+    flag = lambda k: "--fast" if k == "proxy" else f"--{k.replace('_', '-')}"  # noqa: E731  (the proxy is --fast's)
+    return ", ".join(f"{flag(k)} {show(old.get(k))} -> {show(new.get(k))}" for k in keys)
 
 
 def profile(pipe, config: ProfileConfig, out_dir: str | Path, model_name: str = "", progress: bool = True) -> list[dict]:

@@ -49,7 +49,8 @@ def config_from(args):
     cls, metric, n_prompts, steps = fast if args.fast else (ProfileConfig, "shapes", 64, None)
     return cls(
         metric=args.metric or metric, split=None if args.prompts else args.split, prompts=args.prompts,
-        n_prompts=args.n_prompts or n_prompts, seed=args.seed, steps=args.steps or steps, guidance=args.guidance,
+        n_prompts=n_prompts if args.n_prompts is None else args.n_prompts, seed=args.seed,
+        steps=steps if args.steps is None else args.steps, guidance=args.guidance,
         size=args.size, max_sequence_length=args.max_sequence_length, batch_size=args.batch_size, scope=args.scope,
         pairs=args.pairs, norm_mode=args.norm_mode)
 

@@ -100,4 +100,8 @@ def _subclass(base: type, backend: str) -> type:
         with sdpa_kernel(sdpa):
             return base.__call__(self, attn, *args, **kwargs)
 
-    return type(base.__name__, (base,), {"__call__": __call__, _MARK: backend, "__module__": base.__module__})
+    def __reduce__(self):  # the class is made here, not importable: pickle the processor it wraps
+        return with_sdpa_backend, (self._hprune_inner, backend)
+
+    return type(base.__name__, (base,), {"__call__": __call__, "__reduce__": __reduce__, _MARK: backend,
+                                         "__module__": base.__module__})
