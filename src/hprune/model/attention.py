@@ -5,8 +5,9 @@ On an H200 (torch 2.11, bf16, 1024x1024; `scripts/attention_probe.py`, docs/benc
 tokens, head size 64) against FlashAttention-2's 0.69 ms, and 0.44 ms against 0.80 ms at
 FLUX.1's (24 heads, 4,608 tokens, 128); forward and backward 1.8 ms against 2.8-3.2 ms. Which of
 the two torch's scaled_dot_product_attention runs depends on state outside the model: a fresh
-process on Hopper picked cuDNN at SD3.5's batch-1 shape, but flash at others, and once any code
-set SDPA's priority order, torch.compile traced flash even with cuDNN put first.
+process on Hopper picked cuDNN at both shapes (batch 1 and 2), eager and compiled, but once any
+code had set SDPA's priority order, torch.compile traced flash even with cuDNN put first, and
+hprune itself used to turn cuDNN's attention off for every model.
 
 So the choice is made where the call happens: every attention module's processor is wrapped so
 that its call runs under `torch.nn.attention.sdpa_kernel(CUDNN_ATTENTION)`, a context manager
