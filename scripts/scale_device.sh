@@ -4,6 +4,7 @@
 # compiled (a recompile fallback fails the row instead of running eager), per-GPU batch 1/2/4.
 #   one GPU  (kind nvidia-h200):     bash scripts/scale_device.sh one
 #   two GPUs (kind nvidia-h200-x2):  bash scripts/scale_device.sh two
+#   both, for the scaling ratio (kind nvidia-h200-x2): bash scripts/scale_device.sh scaling
 #   the whole student (no PWP), if time remains: bash scripts/scale_device.sh whole-one | whole-two
 #   FLUX.1 schnell (4,096 + 512 tokens, a late-blocks 20% plan), one GPU: bash scripts/scale_device.sh flux-one
 # Issue 19, items 2-3: generation throughput of SD3.5 Large and FLUX.1 schnell (1024x1024, 4 steps, batch
@@ -17,7 +18,7 @@
 # starting rows when less than a minute of its budget (BUDGET_S, default 570 s) is left.
 # SCALE_DRY=1 runs the same stages at tiny width on CPU, uncompiled (a check of this script).
 set -o pipefail
-stage=${1:?which stage: one, two, whole-one, whole-two, flux-one or generate}
+stage=${1:?which stage: one, two, scaling, whole-one, whole-two, flux-one or generate}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 log="$OUT/scale-$stage.log"
@@ -65,9 +66,15 @@ case $stage in
     row $one_gpu $common --task distill-whole --batch 1 $compile --gradient-checkpointing
     python3 -c 'import bitsandbytes' 2> /dev/null \
       && row $one_gpu $common --task distill-whole --batch 1 $compile --gradient-checkpointing --optimizer adamw8bit ;;
-  whole-two)
-    row $two_gpus $common --task distill-whole --batch 1 $compile --strategy fsdp
-    row $two_gpus $common --task distill-whole --batch 2 $compile --strategy fsdp --gradient-checkpointing ;;
+  scaling)  # the two-GPU / one-GPU ratio from rows of one call: the same code on the same machine
+    for b in 4 1; do
+      row $one_gpu $common --task distill-pwp --batch $b $compile
+      row $two_gpus $common --task distill-pwp --batch $b $compile --strategy ddp
+    done ;;
+  whole-two)  # batch 2 without recomputation first: it fits in 141 GB if anything does
+    row $two_gpus $common --task distill-whole --batch 2 $compile --strategy fsdp
+    row $two_gpus $common --task distill-whole --batch 2 $compile --strategy fsdp --gradient-checkpointing
+    row $two_gpus $common --task distill-whole --batch 1 $compile --strategy fsdp ;;
   flux-one)
     flux="--arch flux.1-schnell --ratio 0.2 --resolution 1024 --warmup 3 --steps 5"
     for b in 1 2; do row $one_gpu $flux --task distill-pwp --batch $b $compile; done ;;

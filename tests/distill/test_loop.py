@@ -193,3 +193,21 @@ def test_losses_go_to_tensorboard_when_installed(tmp_path):
     plan = Plan.for_model(teacher, ["joint.0"])
     distill(teacher, plan, data, DistillConfig(steps=2, batch_size=2), tmp_path / "o", progress=False)
     assert list((tmp_path / "o" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def _adamw(device):
+    from hprune.distill.loop import _optimizer
+
+    weight = torch.nn.Parameter(torch.zeros(4, device=device))
+    return _optimizer([{"params": [weight]}], DistillConfig(steps=1))
+
+
+def test_adamw_stays_unfused_on_the_cpu():
+    assert not _adamw("cpu").defaults["fused"]
+
+
+@pytest.mark.gpu
+def test_adamw_is_fused_on_the_gpu():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    assert _adamw("cuda").defaults["fused"]
