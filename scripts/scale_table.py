@@ -24,12 +24,12 @@ def fmt(value, digits: int = 2) -> str:
 
 
 def distill_table(rows: list[dict], arch: str, task: str) -> list[str]:
-    out = ["| GPUs | strategy | batch / GPU | compiled | checkpointing | optimizer | attention | step (s) | samples/s | peak (GiB) | MFU |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    out = ["| GPUs | strategy | batch / GPU | compiled | checkpointing | optimizer | attention | loop | step (s) | samples/s | peak (GiB) | MFU |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in sorted((r for r in rows if r["arch"] == arch and r["task"] == task),
                     key=lambda r: (r["gpus"], r["strategy"], not r["compiled"], r["batch"], r["optimizer"])):
         out.append(f"| {r['gpus']} | {r['strategy']} | {r['batch']} | {'yes' if r['compiled'] else 'no'} | "
-                   f"{'yes' if r['gradient_checkpointing'] else 'no'} | {r['optimizer']} | {r.get('attention', '?').split()[0]} | "
+                   f"{'yes' if r['gradient_checkpointing'] else 'no'} | {r['optimizer']} | {r.get('attention', '?').split()[0]} | {r.get('loop', '-')} | "
                    f"{fmt(r['step_s'], 3)} | "
                    f"{fmt(r['samples_per_s'])} | {fmt(r['peak_gib'], 1)} | {r['mfu']:.1%} |")
     return out
