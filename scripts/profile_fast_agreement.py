@@ -33,7 +33,7 @@ import torch
 
 from hprune.core.files import write_json
 from hprune.analysis.profile import ProfileConfig, calibration_set, variants
-from hprune.analysis.profile_fast import FastProfileConfig, profile_fast
+from hprune.analysis.profile_fast import FAST_STEPS, FastProfileConfig, profile_fast
 from hprune.model.sampling import make_sampler
 from hprune.planning.scoring import load_run, plan_for_run, single_unit_drops
 
@@ -176,7 +176,7 @@ def main(argv=None) -> int:
     parser.add_argument("--teachers", nargs="+", default=["shapes-sd3", "shapes-flux"])
     parser.add_argument("--runs", default=str(ROOT / "runs/profile_fast"), help="fast run directories (resumable)")
     parser.add_argument("--n-prompts", type=int, default=FastProfileConfig.n_prompts)
-    parser.add_argument("--steps", type=int, default=FastProfileConfig.steps)
+    parser.add_argument("--steps", type=int, default=FAST_STEPS)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--out", default=str(ROOT / "results/profile_fast.json"))
     args = parser.parse_args(argv)

@@ -347,12 +347,13 @@ def image_s(row: dict, steps: int) -> float:
 def analysis_images(arch_name: str) -> dict:
     """Images each analysis generates: the paper's, and `hprune profile --fast`'s over the same units."""
     from hprune.analysis.profile_fast import FastProfileConfig
+    from hprune.model.sampling import FEW_STEPS
 
     p, fast = PAPER_ANALYSIS[arch_name], FastProfileConfig()
     blocks, subs, per_block, per_sub = p["blocks"], p["subcomponents"], p["block_images"], p["sub_images"]
     full = dict(images=per_block * (1 + blocks) + per_sub * subs, steps=ANALYSIS_STEPS,
                 text=f"{per_block} reference + {blocks} blocks x {per_block} + {subs} subcomponents x {per_sub}")
-    quick = dict(images=fast.n_prompts * (1 + blocks + subs), steps=fast.steps,
+    quick = dict(images=fast.n_prompts * (1 + blocks + subs), steps=fast.proxy_steps(FEW_STEPS),
                  text=f"{fast.n_prompts} prompts x (1 reference + {blocks} blocks + {subs} subcomponents)")
     return {"profile": full, "profile-fast": quick}
 

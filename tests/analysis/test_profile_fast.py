@@ -36,7 +36,8 @@ def test_config_defaults_and_validation():
         FastProfileConfig(steps=0)
     config = FastProfileConfig()
     assert config.settings()["proxy"] == PROXY
-    assert (config.metric, config.n_prompts, config.steps) == ("shapes", 8, 6)
+    assert (config.metric, config.n_prompts, config.steps) == ("shapes", 8, None)
+    assert (config.proxy_steps(8), config.proxy_steps(4), FastProfileConfig(steps=7).proxy_steps(4)) == (6, 4, 7)
 
 
 def test_a_unit_that_changes_the_images_more_ranks_above_one_that_changes_them_less(tmp_path):
@@ -140,6 +141,13 @@ def test_profile_fast_command(tmp_path, capsys):
     assert [r["variant"] for r in rows] == ["joint.0.block", "joint.1.block", "single.0.block", "single.1.block",
                                             "single.2.block"]
     assert all(r["proxy"] == PROXY and r["metric"] == "brightness" for r in rows)
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["settings"]["n_prompts"] == 8
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (saved["settings"]["n_prompts"], saved["prompts_used"]) == (8, 2)
     assert main([*args, "--out", str(tmp_path / "other")]) == 1  # the default metric, shapes, scores no diffusers images
     assert "--metric clip" in capsys.readouterr().err
+
+
+def test_a_few_step_model_is_not_sampled_with_more_steps_than_its_own(tmp_path, sd3_pipe):
+    profile_fast(sd3_pipe, fast_config(tmp_path, steps=None, scope="blocks"), tmp_path / "run", progress=False)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["settings"]["steps"] == 4  # a diffusers pipeline's default; the proxy's own 6 is more

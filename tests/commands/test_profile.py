@@ -1,6 +1,8 @@
 import json
 
 import pytest
+from diffusers.utils import logging as diffusers_logging
+from transformers.utils import logging as transformers_logging
 
 from hprune.cli import main
 from hprune.metrics import Metric, register_metric
@@ -20,6 +22,13 @@ class Redness(Metric):
 register_metric("redness", lambda arg, device: Redness())
 
 
+@pytest.fixture(autouse=True)
+def library_bars_back_on():
+    yield  # --no-progress turns them off for the process; the next test gets them back
+    diffusers_logging.enable_progress_bar()
+    transformers_logging.enable_progress_bar()
+
+
 def profile_args(folder, prompts, out, *extra):
     return ["profile", str(folder), "--metric", "redness", "--prompts", str(prompts), "--steps", "2", "--size", "16",
             "--max-sequence-length", "16", "--out", str(out), "--no-progress", *extra]
@@ -30,7 +39,9 @@ def test_profile_command_on_a_saved_pipeline_then_resume(tmp_path, capsys):
     (tmp_path / "prompts.txt").write_text("a red circle\n" + json.dumps({"prompt": "a blue square", "seed": 7}) + "\n")
     out = tmp_path / "run"
     assert main(profile_args(tmp_path / "pipe", tmp_path / "prompts.txt", out, "--scope", "blocks")) == 0
-    assert "variants in" in capsys.readouterr().out
+    shown = capsys.readouterr()
+    assert "variants in" in shown.out
+    assert "Loading pipeline components" not in shown.err  # --no-progress: diffusers' loading bar too
     rows = [json.loads(l) for l in (out / "contribution.jsonl").read_text().splitlines()]
     assert [r["variant"] for r in rows] == ["joint.0.block", "joint.1.block", "single.0.block", "single.1.block", "single.2.block"]
     assert json.loads((out / "prompts.jsonl").read_text().splitlines()[1]) == {"prompt": "a blue square", "seed": 7}

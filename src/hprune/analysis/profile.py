@@ -388,7 +388,9 @@ def prepare_run(out: Path, config: ProfileConfig, items: list[PromptSeed], model
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "prompts.jsonl", "".join(json.dumps(asdict(it)) + "\n" for it in items))
     write_json(out / "units.json", units.to_dict())
-    write_json(saved, {"settings": config.settings(), "model": model_name, "command": sys.argv, "versions": versions()})
+    # n_prompts is a limit; a shorter --prompts file uses fewer: prompts_used says how many
+    write_json(saved, {"settings": config.settings(), "prompts_used": len(items), "model": model_name,
+                       "command": sys.argv, "versions": versions()})
 
 
 def settings_diff(old: dict, new: dict) -> str:

@@ -4,7 +4,7 @@ The full analysis (hprune.analysis.profile) generates the whole calibration set 
 for every variant (64 prompts, the teacher's 8 steps on the shapes testbed) and scores
 it with the metric. The fast proxy generates only the first prompts of the same
 category-balanced calibration set (8: one per shapes category) with a shorter sampling
-loop (6 steps), once with the full model and once per variant, same seeds, and scores
+loop (6 steps, or the model's own when fewer: 4 on few-step real models), once with the full model and once per variant, same seeds, and scores
 each variant two ways on the same images:
 
 - the metric's drop, as the full analysis does: dP_metric(v, p) = P(reference, p) - P(v, p);
@@ -40,7 +40,7 @@ reference images and scores in `reference.npz`, each variant one appended line o
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +52,9 @@ from hprune.analysis.profile import (
     make_reference, prepare_run, repair_tail, variant_key, variants, without,
 )
 from hprune.metrics import check_scores, get_metric
-from hprune.model.sampling import make_sampler
+from hprune.model.sampling import default_steps, make_sampler
 
+FAST_STEPS = 6  # the proxy's sampling steps, unless the model's own schedule is shorter
 GRID = 8  # cells per image side
 GRID_WEIGHT = 5.0  # the distance's weight against the metric's drop
 PROXY = "metric+5grid"
@@ -62,10 +63,15 @@ PROXY = "metric+5grid"
 @dataclass
 class FastProfileConfig(ProfileConfig):
     """The full analysis' settings with the proxy's defaults: the first `n_prompts` of the
-    balanced calibration set, `steps` sampling steps."""
+    balanced calibration set, `steps` sampling steps (None: FAST_STEPS, or the model's own
+    default when that is fewer, as FLUX.1 schnell's 4: `proxy_steps`)."""
 
     n_prompts: int = 8
-    steps: int | None = 6
+    steps: int | None = None
+
+    def proxy_steps(self, model_default: int) -> int:
+        """The steps the proxy samples for a model whose own default is `model_default`."""
+        return self.steps or min(FAST_STEPS, model_default)
 
     def settings(self) -> dict:
         return {**super().settings(), "proxy": PROXY}
@@ -103,6 +109,7 @@ def profile_fast(pipe, config: FastProfileConfig, out_dir: str | Path, model_nam
     One process: a variant costs `n_prompts` images, so sharding is not worth its start-up.
     """
     out = Path(out_dir)
+    config = replace(config, steps=config.proxy_steps(default_steps(pipe)))  # recorded in the run's settings
     items = calibration_set(config)
     model = pipe.transformer
     metric = get_metric(config.metric, device=str(next(model.parameters()).device))  # bad weights fail first

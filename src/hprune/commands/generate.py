@@ -22,7 +22,9 @@ from PIL import Image
 
 from hprune.core.cuda import AUTO, DEVICE_HELP, resolve_device
 from hprune.core.errors import HpruneError
-from hprune.generate.images import GenerationConfig, Item, check_fits, generate_to_dir, is_diffusers, load_loras, save_grid
+from hprune.generate.images import (
+    GRID_COLS, GRID_ROWS, GenerationConfig, Item, check_fits, generate_to_dir, is_diffusers, load_loras, save_grid,
+)
 
 DIFFUSERS_STEPS = 4  # diffusers pipelines: few-step (distilled) models, as in `hprune profile`
 
@@ -53,7 +55,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=GenerationConfig.batch_size, help="images per pipeline call")
     parser.add_argument("--device", default=AUTO, type=resolve_device, help=DEVICE_HELP)
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--grid", default=None, help="also save the first 32 images as a 4x8 sample grid PNG here")
+    parser.add_argument("--grid", default=None,
+                        help=f"also save the first {GRID_ROWS * GRID_COLS} images as a {GRID_ROWS}x{GRID_COLS} "
+                             "sample grid PNG here")
     parser.add_argument("--compile", action="store_true",
                         help="compile each transformer block (torch.compile, every block shape of a pruned model); "
                              "the first batch waits for compilation, the rest run faster (on a GPU)")
@@ -82,6 +86,9 @@ def run(args) -> int:
         cfg = replace(cfg, steps=DIFFUSERS_STEPS)
     check_fits(pipe, cfg)
     items = load_items(args.prompts, args.split, args.limit, shapes=not diffusers)
+    if args.grid and len(items) < GRID_ROWS * GRID_COLS:  # before generating, not after
+        raise HpruneError(f"--grid lays out {GRID_ROWS * GRID_COLS} images and this run draws {len(items)}; "
+                          "raise --limit or pass more prompts, or drop --grid.")
     load_loras(pipe, cfg.loras)
     speed_up(pipe.transformer, args.compile, args.cuda_graph)  # after the LoRAs: graphs keep the weights they saw
     records = generate_to_dir(pipe, items, args.out, cfg, model=str(args.model))

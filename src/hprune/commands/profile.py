@@ -11,6 +11,7 @@ import time
 
 from hprune.model.units import NORM_MODES, SCOPES
 from hprune.core.errors import HpruneError
+from hprune.core.progress import quiet_library_bars
 
 DTYPES = ("bfloat16", "float16", "float32")  # torch dtype names
 
@@ -21,13 +22,13 @@ def add_arguments(parser):
     parser.add_argument("--metric", default=None, help="shapes (default) | clip:/path | hps:/path | pickscore:/path")
     parser.add_argument("--fast", action="store_true",
                         help="proxy: the metric's drop plus the grid distance of each variant's images "
-                             "to the full model's (8 prompts, 6 steps)")
+                             "to the full model's (8 prompts, 6 steps or the model's own when fewer)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--split", default="calib", help="calib: balanced shapes prompts from the val split")
     source.add_argument("--prompts", help="text file, one prompt a line (or JSON lines with prompt, seed)")
     parser.add_argument("--n-prompts", type=int, default=None, help="calibration prompts (default: 64, with --fast 8)")
     parser.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
-    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: shapes 8, others 4; --fast 6)")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: shapes 8, others 4; --fast 6, or the model's own when fewer)")
     parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the teacher's, or 0)")
     parser.add_argument("--size", type=int, default=None, help="image side for diffusers pipelines (default: the pipeline's)")
     parser.add_argument("--max-sequence-length", type=int, default=None,
@@ -68,6 +69,8 @@ def run(args) -> int:
         raise HpruneError("--fast runs in one process; call `hprune profile --fast` without accelerate launch.")
     from hprune.folders import load_pipeline
 
+    if args.no_progress:
+        quiet_library_bars()
     pipe = load_pipeline(args.model, torch_dtype=getattr(torch, args.dtype), device=state.device)
     start = time.perf_counter()
     rows = (profile_fast if args.fast else profile)(pipe, config, args.out, model_name=args.model,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hprune.core.errors import HpruneError
+from hprune.core.progress import quiet_library_bars
 
 # Commands that write check --out before they run (cli.check_outputs); --out here is a run folder.
 OUTPUTS = {"--out": "folder"}
@@ -49,7 +50,7 @@ def run(args) -> int:
         return 0
     ctx = prepare(args, recipe)
     if args.no_progress:
-        _quiet_libraries()
+        quiet_library_bars()
     from hprune.runs.runner import run_stages, start
 
     start(ctx)
@@ -204,11 +205,3 @@ def _check_quant(backend: str, device: str) -> None:
     except HpruneError as err:  # its fix names `hprune quantize --backend`; here that is --quant
         raise HpruneError(str(err).replace("--backend", "--quant (quantize.backend)")) from None
 
-
-def _quiet_libraries() -> None:
-    """--no-progress: diffusers' and transformers' own loading bars too."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()

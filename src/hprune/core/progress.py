@@ -43,3 +43,13 @@ def progress(iterable=None, desc: str = "", total: float | None = None, unit: st
              **kwargs) -> Progress:
     """A redrawing bar; `enabled=False` gives a silent one (same calls, no output)."""
     return Progress(iterable, desc=desc, total=total, unit=unit, disable=not enabled, **kwargs)
+
+
+def quiet_library_bars() -> None:
+    """For --no-progress: diffusers' and transformers' own bars (loading a pipeline's
+    components, a text encoder's shards) off for the rest of the process."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()

@@ -176,7 +176,10 @@ def load_loras(pipe, paths) -> None:
         pipe.set_adapters(names)
 
 
-def save_grid(images: np.ndarray, path: str | Path, rows: int = 4, cols: int = 8, scale: int = 2) -> Path:
+GRID_ROWS, GRID_COLS = 4, 8  # the sample grid of `hprune generate --grid`
+
+
+def save_grid(images: np.ndarray, path: str | Path, rows: int = GRID_ROWS, cols: int = GRID_COLS, scale: int = 2) -> Path:
     """The first rows x cols images as one PNG contact sheet (upscaled, 2-pixel white gaps)."""
     n, h, w, _ = images.shape
     if n < rows * cols:

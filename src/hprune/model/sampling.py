@@ -25,6 +25,10 @@ from hprune.core.errors import HpruneError
 from hprune.model import get_adapter
 
 
+SHAPES_STEPS = 8  # the shapes teachers' own schedule
+FEW_STEPS = 4  # real models: SD3.5 Large Turbo, FLUX.1 schnell and other few-step checkpoints
+
+
 @dataclass(frozen=True)
 class SamplingConfig:
     steps: int | None = None  # None: the pipeline's default (shapes: 8) or 4 (few-step real models)
@@ -43,6 +47,11 @@ class PromptSeed:
 def is_diffusers(pipe) -> bool:
     """A diffusers SD3/FLUX pipeline (ShapesPipeline and stand-ins have no encode_prompt)."""
     return hasattr(pipe, "encode_prompt")
+
+
+def default_steps(pipe) -> int:
+    """The sampling steps a Sampler of `pipe` takes when SamplingConfig.steps is None."""
+    return FEW_STEPS if is_diffusers(pipe) else SHAPES_STEPS
 
 
 class Sampler:
@@ -91,7 +100,7 @@ class ShapesSampler(Sampler):
 
     @property
     def steps(self) -> int:
-        return self.config.steps or 8
+        return self.config.steps or SHAPES_STEPS
 
     def sample(self, cond, seeds, tick=None):
         # guidance None: the pipeline's own default (a stand-in need not have a config)
@@ -122,7 +131,7 @@ class DiffusersSampler(Sampler):
 
     @property
     def steps(self) -> int:
-        return self.config.steps or 4
+        return self.config.steps or FEW_STEPS
 
     def sample(self, cond, seeds, tick=None):
         size = self.config.size
