@@ -5,7 +5,8 @@
 #   bash scripts/bench_device_issue18.sh attention # attention GPU tests and probe only (~2 min)
 #   bash scripts/bench_device_issue18.sh sd35      # SD3.5 Large 20% and 30% tables (~5 min)
 #   bash scripts/bench_device_issue18.sh flux      # FLUX.1 schnell 30% table (~6 min)
-#   bash scripts/bench_device_issue18.sh flux-fp8  # FLUX.1 schnell's FP8 original alone (it did not finish in 330 s)
+#   bash scripts/bench_device_issue18.sh flux-fp8  # FLUX.1 schnell's FP8 original alone (358 s)
+#   bash scripts/bench_device_issue18.sh batch4    # SD3.5 Large 20% and 30% at batch 4
 # At most 8 files come back from a call, so every log goes to run.log.
 set -o pipefail
 OUT=${OUT:-/tmp/out}
@@ -37,9 +38,11 @@ case $1 in
     timeout -k 5 $(left 570) python3 scripts/bench_table.py --arch sd3.5-large --ratios 0.2,0.3 $common --out "$OUT/sd35" 2>&1 | grep "^|\|^#\|FAILED" | tee -a "$log" ;;
   flux)
     timeout -k 5 $(left 570) python3 scripts/bench_table.py --arch flux.1-schnell --ratios 0.3 $common --out "$OUT/flux" 2>&1 | grep "^|\|^#\|FAILED" | tee -a "$log" ;;
+  batch4)  # issue 18 item 6: batch 4 (SD3.5 Large 20% and 30%, with the FP8 original)
+    timeout -k 5 $(left 570) python3 scripts/bench_table.py --arch sd3.5-large --ratios 0.2,0.3 --batch 4 $common --out "$OUT/sd35-b4" 2>&1 | grep "^|\|^#\|FAILED" | tee -a "$log" ;;
   flux-fp8)
     timeout -k 5 $(left 585) python3 scripts/bench_table.py --arch flux.1-schnell --ratios "" --quants "" --no-eager --cuda-graph \
         --fp8-original --out "$OUT/flux-fp8" 2>&1 | grep "^|\|^#\|FAILED" | tee -a "$log" ;;
-  *) echo "usage: $0 kernels|attention|sd35|flux|flux-fp8" >&2; exit 2 ;;
+  *) echo "usage: $0 kernels|attention|sd35|flux|flux-fp8|batch4" >&2; exit 2 ;;
 esac
 echo "elapsed $(( $(date +%s) - start )) s" | tee -a "$log"

@@ -43,6 +43,7 @@ def main() -> int:
     p.add_argument("--cuda-graph", action="store_true", help="also time each compiled model replayed from a CUDA graph")
     p.add_argument("--fp8-original", action="store_true", help="also the unpruned model in torchao float8 row-wise (W8A8)")
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--batch", type=int, default=1, help="images per transformer call")
     p.add_argument("--text-encoders", action="store_true")
     p.add_argument("--attention", default="fastest", choices=("fastest", "default"))
     p.add_argument("--out", required=True)
@@ -52,7 +53,7 @@ def main() -> int:
     rows, extras = [], {}
     for arch in args.arch:
         t0 = time.time()
-        cfg = BenchConfig(arch=arch, compile=not args.no_compile, eager=not args.no_eager, breakdown=args.breakdown, cuda_graph=args.cuda_graph,
+        cfg = BenchConfig(arch=arch, batch=args.batch, compile=not args.no_compile, eager=not args.no_eager, breakdown=args.breakdown, cuda_graph=args.cuda_graph,
                           repeats=args.repeats, text_encoders=args.text_encoders, t5_quant="bnb-nf4" if args.text_encoders else None, attention=args.attention,
                           variants=variants(arch, [float(r) for r in args.ratios.split(",") if r], [q for q in args.quants.split(",") if q], args.fp8_original))
         def save(partial, e, arch=arch):

@@ -58,6 +58,8 @@ class BenchConfig:
             problems.append(f"--repeats must be at least 10 (median of >= 10), got {self.repeats}")
         if self.steps < 1:
             problems.append(f"--steps must be at least 1, got {self.steps}")
+        if self.batch < 1:
+            problems.append(f"--batch must be at least 1, got {self.batch}")
         if self.attention not in ATTENTION:
             problems.append(f"--attention must be one of {', '.join(ATTENTION)}, got {self.attention!r}")
         if not (self.eager or self.compile):
@@ -225,12 +227,12 @@ def _label(row: dict) -> str:
     return f"{row['arch']} {row['variant']} {row['quant']} {_mode(row)}"
 
 
-HEADER = ("| arch | variant | ratio | quant | compiled | params (B) | weights GiB | peak GiB | ms/step | "
-          "x vs bf16 | x vs bf16 eager | memory ratio | total ms (steps) |\n|" + " --- |" * 13)
+HEADER = ("| arch | variant | ratio | quant | compiled | batch | params (B) | weights GiB | peak GiB | ms/step | "
+          "x vs bf16 | x vs bf16 eager | memory ratio | total ms (steps) |\n|" + " --- |" * 14)
 
 
 def markdown_row(r: dict) -> str:
     eager = "" if r["speedup_vs_bf16_eager"] is None else f"{r['speedup_vs_bf16_eager']:.2f}"
-    return (f"| {r['arch']} | {r['variant']} | {r['ratio']:.3f} | {r['quant']} | {_mode(r)} | "
+    return (f"| {r['arch']} | {r['variant']} | {r['ratio']:.3f} | {r['quant']} | {_mode(r)} | {r.get('batch', 1)} | "
             f"{r['params'] / 1e9:.2f} | {r['weights_gib']:.2f} | {r['peak_gib']:.2f} | {r['step_ms']:.1f} | "
             f"{r['speedup_vs_bf16']:.2f} | {eager} | {r['memory_ratio']:.3f} | {r['total_ms']:.0f} ({r['steps']}) |")

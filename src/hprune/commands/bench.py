@@ -29,6 +29,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--compile", action="store_true", help="also measure with each block compiled (torch.compile)")
     parser.add_argument("--resolution", type=int, default=1024, help="image side in pixels")
     parser.add_argument("--steps", type=int, default=4, help="steps of the end-to-end transformer time")
+    parser.add_argument("--batch", type=int, default=1, help="images per transformer call (ms/step is the whole batch's)")
     parser.add_argument("--repeats", type=int, default=10, help="timed steps; the median is reported (>= 10)")
     parser.add_argument("--breakdown", action="store_true", help="also write kernel time by category per row")
     parser.add_argument("--cuda-graph", action="store_true", help="with --compile: also time each step replayed from one CUDA graph")
@@ -69,7 +70,7 @@ def run(args) -> int:
         raise HpruneError("--t5-quant needs --text-encoders; add it or drop --t5-quant.")
     v = variant(args)
     fp8 = [Variant("original-fp8", None, "torchao-fp8")] if args.fp8_original else []
-    config = BenchConfig(arch=args.arch, resolution=args.resolution, steps=args.steps, compile=args.compile, repeats=args.repeats,
+    config = BenchConfig(arch=args.arch, resolution=args.resolution, steps=args.steps, batch=args.batch, compile=args.compile, repeats=args.repeats,
                          breakdown=args.breakdown, cuda_graph=args.cuda_graph, text_encoders=args.text_encoders, t5_quant=args.t5_quant,
                          attention=args.attention, variants=fp8 + ([v] if v else []))
     rows, extras = run_bench(config)
