@@ -36,6 +36,9 @@ from hprune.distill import DistillConfig, distill
 from hprune.distill.synthetic import synthetic_data
 from hprune.model.attention import use_fastest_attention
 
+# What the distillation loop measured is (the `loop` key, docs/scale.md): fused AdamW on the GPU and the
+# next batch drawn during the step, since 3da0835. Change it with the loop.
+LOOP = "fused+prefetch"
 TINY = {"sd3": dict(attention_head_dim=8, num_attention_heads=2, caption_projection_dim=16, joint_attention_dim=32,
                     pooled_projection_dim=16, in_channels=4, out_channels=4, pos_embed_max_size=16, sample_size=8),
         "flux": dict(attention_head_dim=8, num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=8,
@@ -149,7 +152,7 @@ def main() -> None:
            "strategy": args.strategy if state.num_processes > 1 else "single", "batch": args.batch,
            "peak_gib": summary.get("peak_gib"), "step_s": round(step_s, 4),
            "samples_per_s": round(global_batch / step_s, 3), "mfu": round(per_gpu / peak, 4) if peak else None,
-           "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "attention": attention,
+           "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "attention": attention, "loop": LOOP,
            "tflops_per_gpu": round(per_gpu, 1), "gemm_peak_tflops": round(peak, 1) if peak else None,
            "step_tflop": round(flops / 1e12, 3), "global_batch": global_batch, "compiled": args.compile,
            "gradient_checkpointing": args.gradient_checkpointing, "optimizer": args.optimizer,

@@ -229,9 +229,12 @@ def test_cuda_graph_on_cpu_is_refused_before_anything_loads(model_dir, tmp_path,
     assert not (tmp_path / "g").exists()
 
 
-def test_a_grid_of_too_few_images_is_refused_before_generating(tmp_path, model_dir, capsys):
-    args = ["generate", "--model", str(model_dir), "--split", "test", "--limit", "3", "--steps", "1",
-            "--device", "cpu", "--out", str(tmp_path / "gen"), "--grid", str(tmp_path / "grid.png")]
-    assert main(args) == 1
-    assert "--grid lays out 32 images and this run draws 3" in capsys.readouterr().err
+def test_a_grid_of_too_few_images_is_refused_before_the_model_loads(tmp_path, capsys):
+    (tmp_path / "p.txt").write_text("a red circle\n\na blue square\n")
+    for source in (["--split", "test", "--limit", "3"], ["--prompts", str(tmp_path / "p.txt")]):
+        args = ["generate", "--model", str(tmp_path / "no-such-model"), *source, "--steps", "1",
+                "--device", "cpu", "--out", str(tmp_path / "gen"), "--grid", str(tmp_path / "grid.png")]
+        assert main(args) == 1
+        drawn = 3 if "--split" in source else 2
+        assert f"--grid lays out 32 images and this run draws {drawn};" in capsys.readouterr().err
     assert not (tmp_path / "gen").exists() and not (tmp_path / "grid.png").exists()

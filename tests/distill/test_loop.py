@@ -211,3 +211,18 @@ def test_adamw_is_fused_on_the_gpu():
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     assert _adamw("cuda").defaults["fused"]
+
+
+def test_a_resumed_optimizer_keeps_this_runs_kernel_choice():
+    from hprune.distill.loop import _keep_kernel
+
+    weight = torch.nn.Parameter(torch.zeros(4))
+    old = torch.optim.AdamW([weight], foreach=True)  # the run that wrote the checkpoint chose otherwise
+    weight.grad = torch.ones(4)
+    old.step()
+    new = _adamw("cpu")
+    new.param_groups[0]["params"] = [weight]
+    new.load_state_dict(old.state_dict())
+    assert new.param_groups[0]["foreach"] is True  # what load_state_dict restores
+    _keep_kernel(new)
+    assert new.param_groups[0]["foreach"] is new.defaults["foreach"] and new.param_groups[0]["fused"] is new.defaults["fused"]

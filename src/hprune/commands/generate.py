@@ -74,6 +74,8 @@ def run(args) -> int:
     cfg = config_from(args)  # numbers and --skip-layers checked before the model loads
     if args.prompts is not None:
         check_prompt_file(Path(args.prompts))
+    if args.grid:
+        check_grid(args.prompts, args.split, args.limit)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.cuda_graph and not str(device).startswith("cuda"):
         raise HpruneError(f"--cuda-graph needs a CUDA GPU and this run is on {device}; drop --cuda-graph.")
@@ -86,9 +88,6 @@ def run(args) -> int:
         cfg = replace(cfg, steps=DIFFUSERS_STEPS)
     check_fits(pipe, cfg)
     items = load_items(args.prompts, args.split, args.limit, shapes=not diffusers)
-    if args.grid and len(items) < GRID_ROWS * GRID_COLS:  # before generating, not after
-        raise HpruneError(f"--grid lays out {GRID_ROWS * GRID_COLS} images and this run draws {len(items)}; "
-                          "raise --limit or pass more prompts, or drop --grid.")
     load_loras(pipe, cfg.loras)
     speed_up(pipe.transformer, args.compile, args.cuda_graph)  # after the LoRAs: graphs keep the weights they saw
     records = generate_to_dir(pipe, items, args.out, cfg, model=str(args.model))
@@ -160,6 +159,19 @@ def split_items(split: str) -> list[Item]:
         rank[entry.category] = rank.get(entry.category, -1) + 1
         order.append((rank[entry.category], len(order)))
     return [Item(entries[i].prompt, entries[i].seed, parse(entries[i].prompt).to_dict()) for _, i in sorted(order)]
+
+
+def check_grid(prompts_file: str | None, split: str | None, limit: int | None) -> None:
+    """--grid needs GRID_ROWS x GRID_COLS images: refused before the model loads, from the
+    number of prompts (a split's evaluation set, or a prompt file's non-empty lines)."""
+    if split is not None:
+        count = len(split_items(split))
+    else:
+        count = sum(1 for line in Path(prompts_file).read_text().splitlines() if line.strip())
+    count = count if limit is None else min(count, limit)
+    if count < GRID_ROWS * GRID_COLS:
+        raise HpruneError(f"--grid lays out {GRID_ROWS * GRID_COLS} images and this run draws {count}; "
+                          "raise --limit or pass more prompts, or drop --grid.")
 
 
 def check_prompt_file(path: Path) -> None:

@@ -47,6 +47,16 @@ def _optimizer(groups, cfg: DistillConfig):
     return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=on_gpu or None)
 
 
+def _keep_kernel(optimizer) -> None:
+    """A checkpoint's param groups carry the implementation flags of the run that wrote it
+    (load_state_dict restores them): keep this run's choice, so a resumed GPU run is fused too."""
+    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps it
+    if "fused" not in inner.defaults:
+        return
+    for group in inner.param_groups:
+        group["fused"], group["foreach"] = inner.defaults["fused"], inner.defaults["foreach"]
+
+
 def check_run_folder(out: str | Path, resume: bool) -> None:
     """Raise HpruneError when `out` holds an earlier distillation and `resume` is not
     set: callers check this before they make any data."""
@@ -112,6 +122,7 @@ def distill(teacher, plan, data: DistillData, cfg: DistillConfig, out_dir: str |
     else:
         start = _start(out, resume, student, optimizer, ema)
         wrapped, optimizer = accelerator.prepare(student, optimizer)
+    _keep_kernel(optimizer)
     velocity = velocity_fn(teacher)
     taps = _taps(matched, scales)
     log_path = out / LOSS_CSV

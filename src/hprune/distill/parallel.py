@@ -7,7 +7,7 @@ processes resumes on any number that divides the batch.
 
 Two strategies, `DistillConfig.strategy`:
   ddp   (the default) the student replicated, gradients all-reduced. PWP trains only the
-        blocks after the first removed one (1.07B of SD3.5 Large's 6.3B student weights at
+        blocks after the first removed one (1.00B of SD3.5 Large's 6.35B student weights at
         20%), so a replica fits and needs no all-gathers in forward or backward.
   fsdp  the student sharded with FSDP2 (torch's `fully_shard`), one shard unit per block (the
         model's `_no_split_modules`), then the rest: for a whole student (no PWP) whose
