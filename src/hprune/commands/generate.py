@@ -22,11 +22,10 @@ from PIL import Image
 
 from hprune.core.cuda import AUTO, DEVICE_HELP, resolve_device
 from hprune.core.errors import HpruneError
+from hprune.model.sampling import FEW_STEPS  # diffusers pipelines: few-step models, as in `hprune profile`
 from hprune.generate.images import (
     GRID_COLS, GRID_ROWS, GenerationConfig, Item, check_fits, generate_to_dir, is_diffusers, load_loras, save_grid,
 )
-
-DIFFUSERS_STEPS = 4  # diffusers pipelines: few-step (distilled) models, as in `hprune profile`
 
 
 def add_arguments(parser) -> None:
@@ -40,7 +39,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N items (a split's categories are interleaved)")
     parser.add_argument("--steps", type=int, default=None,
                         help=f"sampling steps (default: {GenerationConfig.steps} for shapes teachers, "
-                             f"{DIFFUSERS_STEPS} for diffusers pipelines)")
+                             f"{FEW_STEPS} for diffusers pipelines)")
     parser.add_argument("--seed", type=int, default=GenerationConfig.seed, help="added to each image's own seed (a split item's fixed seed, or a prompt file's line index)")
     parser.add_argument("--guidance", type=float, default=None,
                         help="guidance scale (default: a shapes teacher's own; 0 for diffusers pipelines)")
@@ -85,7 +84,7 @@ def run(args) -> int:
         raise HpruneError("--split draws the shapes testbed's prompts, for shapes teachers only; "
                           "pass --prompts FILE (one prompt a line) for a diffusers pipeline.")
     if diffusers and args.steps is None:
-        cfg = replace(cfg, steps=DIFFUSERS_STEPS)
+        cfg = replace(cfg, steps=FEW_STEPS)
     check_fits(pipe, cfg)
     items = load_items(args.prompts, args.split, args.limit, shapes=not diffusers)
     load_loras(pipe, cfg.loras)
