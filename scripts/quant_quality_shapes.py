@@ -5,10 +5,11 @@
 
 Models: every `{teacher}-{row}.safetensors` student of --students ("_" in the file name stands for
 "+" in the row name; rebuilt from the row's plan in results/tables/{teacher}/{row}/plan.json), and
-the two teachers. Variants of each (all on the same linears as `quantize_(model, QuantConfig("w4fp8"))`):
+the two teachers. Variants of each (all on the linears of `quantize_(model, QuantConfig("w4fp8", skip=()))`):
 
   none       float32 (the students' bf16 weights, widened)
-  w4fp8      int4 weights, one bf16 absmax scale per row, FP8 e4m3 activations per token (the default)
+  w4fp8      int4 weights, one bf16 absmax scale per row, FP8 e4m3 activations per token, every linear
+             (the default until 2026-12-01; the default now is w4fp8-keep-io)
   w4fp8-g64  the same with one scale per 64 inputs;  w4fp8-g32: per 32 inputs
   w4-only    int4 per-row weights (pack_int4 -> unpack_int4), activations in float32: the weight error alone
   a8-only    float32 weights, activations through w4fp8.quantize_tokens: the activation error alone
@@ -22,7 +23,8 @@ the two teachers. Variants of each (all on the same linears as `quantize_(model,
              embedding; context_embedder) float32: QuantConfig(skip=("proj_out", "x_embedder",
              "context_embedder")). Added after the first phase-1 results showed that these first and
              last layers alone carry most of the error; at real scale they are small (x_embedder 64 ->
-             3072, proj_out 3072 -> 64, context_embedder 4096 -> 1536 or 3072: ~0.1-0.2% of the weights)
+             3072, proj_out 3072 -> 64, context_embedder 4096 -> 2432 or 3072: ~0.1% of the weights).
+             hprune.quant.names.DEFAULT_SKIP: what `hprune quantize --backend w4fp8` keeps by default
 
 Phase 1 (seconds per model): relative error of the Euler updates, dt_i * guided velocity, over one
 sampling run (PHASE1_PROMPTS val prompts, eval_steps steps, the teacher's own trajectory), of each
@@ -141,7 +143,7 @@ class FakeQuantLinear(nn.Module):
 def quantized_names(model) -> list[str]:
     from hprune.quant.quantize import QuantConfig, select_linears
 
-    return select_linears(model, QuantConfig(backend="w4fp8")).quantized
+    return select_linears(model, QuantConfig(backend="w4fp8", skip=())).quantized  # every candidate layer
 
 
 def layer_group(name: str) -> str:
@@ -190,7 +192,7 @@ def build_variant(model: nn.Module, variant: str, real: bool = False) -> nn.Modu
         from hprune.quant.quantize import QuantConfig, quantize_
 
         out = copy.deepcopy(model)
-        quantize_(out, QuantConfig(backend="w4fp8", skip=keep))  # exactly what the tables do
+        quantize_(out, QuantConfig(backend="w4fp8", skip=keep))  # keep=(): every linear; -keep-io: the default
         return out
     pack, fp8 = _packer(variant)
     only = variant.split("@")[1] if "@" in variant else None

@@ -36,15 +36,41 @@ def test_config_names_every_bad_field():
         QuantConfig(backend="w4fp8", group_size=64)
 
 
-def test_w4fp8_quantizes_every_linear_and_stays_close():
+def test_w4fp8_with_no_skip_quantizes_every_linear_and_stays_close():
     model = model128()
     ref = forward(model)
     before = weight_bytes(model)
-    result = quantize_(model, QuantConfig(backend="w4fp8"))
-    assert result.kept == [] and len(result.quantized) == len(select_linears(model128(), QuantConfig()).quantized)
+    result = quantize_(model, QuantConfig(backend="w4fp8", skip=()))
+    linears = [n for n, m in model128().named_modules() if type(m) is torch.nn.Linear]
+    assert result.kept == [] and result.quantized == linears
     assert weight_bytes(model) < 0.4 * before
     err = ((forward(model) - ref).norm() / ref.norm()).item()
     assert 0 < err < 0.2
+
+
+def test_w4fp8_keeps_the_input_and_output_layers_in_16_bit_by_default():
+    model = model128()
+    result = quantize_(model, QuantConfig(backend="w4fp8"))
+    assert result.kept == ["context_embedder", "proj_out"]  # tiny SD3's x_embedder is a conv (pos_embed.proj)
+    assert type(model.proj_out) is torch.nn.Linear and type(model.context_embedder) is torch.nn.Linear
+    assert "transformer_blocks.0.attn.proj_out" not in result.kept  # patterns match full names only
+
+
+def test_other_backends_quantize_every_linear_by_default_and_the_config_records_the_patterns():
+    assert QuantConfig(backend="torchao-int4").skip == ()
+    assert QuantConfig(backend="w4fp8").skip == ("proj_out", "x_embedder", "context_embedder")
+    assert QuantConfig(backend="w4fp8", skip="proj_out").skip == ("proj_out",)  # one pattern, not its letters
+    assert QuantConfig(backend="w4fp8", skip=["a", "b"]).skip == ("a", "b")
+
+
+def test_a_default_kept_folder_loads_back_with_the_same_layers_kept(tmp_path):
+    model = model128()
+    quantize_(model, QuantConfig(backend="w4fp8"))
+    out = forward(model)
+    save(model, tmp_path / "q")
+    loaded = load(tmp_path / "q")
+    assert type(loaded.proj_out) is torch.nn.Linear and torch.equal(forward(loaded), out)
+    assert quant_state(loaded)[0].skip == ("proj_out", "x_embedder", "context_embedder")
 
 
 def test_skip_patterns_keep_layers_in_16_bit():

@@ -185,14 +185,16 @@ def _timesteps(steps: int) -> list[float]:
 
 
 def _row(arch, variant, config, compiled, params, model, step, total, peak) -> dict:
-    from hprune.quant.quantize import weight_bytes
+    from hprune.quant.quantize import quant_state, weight_bytes
 
+    state = quant_state(model)
     return {
         "arch": arch.name, "variant": variant.name, "ratio": _ratio(variant, model), "quant": _quant_label(variant),
         "compiled": compiled, "params": params, "weights_gib": round(weight_bytes(model) / measure.GIB, 3),
         "peak_gib": round(peak, 3), "step_ms": round(step, 2), "steps": config.steps, "total_ms": round(total, 1),
         "resolution": config.resolution, "batch": config.batch, "pos_embed_cropped": bool(variant.crop_to),
         "device": torch.cuda.get_device_name(), "torch": torch.__version__,
+        "kept_16bit": None if state is None else state[1].kept,  # linears the backend left in 16 bit
     }
 
 

@@ -17,14 +17,16 @@ from pathlib import Path
 
 from hprune.core.cuda import AUTO, DEVICE_HELP, resolve_device
 from hprune.core.errors import HpruneError
-from hprune.quant.names import BACKEND_NAMES, DEFAULT_BACKEND
+from hprune.quant.names import BACKEND_NAMES, DEFAULT_BACKEND, KEEP_IO
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("model_dir", metavar="MODEL_DIR", help="transformer or pipeline folder (pruned or not)")
     parser.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKEND_NAMES, help="4-bit weight format")
     parser.add_argument("--group-size", type=int, default=None, help="inputs per weight scale (w4fp8: 0 = per row, its fast path and default, or 128; others: 128)")
-    parser.add_argument("--skip", action="append", default=[], metavar="PATTERN", help="glob of module names to keep in 16 bit (repeatable)")
+    parser.add_argument("--skip", action="append", default=None, metavar="PATTERN",
+                        help="glob of full module names to keep in 16 bit (repeatable), instead of the backend's default "
+                             f"(w4fp8: {', '.join(KEEP_IO)}; others: none); --skip none quantizes every linear layer")
     parser.add_argument("--no-double-quant", action="store_true", help="bnb-nf4: keep the block scales in 32 bit")
     parser.add_argument("--max-size", type=int, default=None, metavar="PX",
                         help="SD3 only: keep the position embeddings of images up to PX pixels a side and drop the rest "
@@ -38,9 +40,10 @@ def run(args) -> int:
 
     from hprune.folders import Manifest, load, model_folder, pipeline_folder, save
     from hprune.core.atomic import check_out
-    from hprune.quant.quantize import QuantConfig, quantize_, weight_bytes
+    from hprune.quant.quantize import QuantConfig, quantize_, unmatched_patterns, weight_bytes
 
-    config = QuantConfig(backend=args.backend, group_size=args.group_size, skip=tuple(args.skip), double_quant=not args.no_double_quant)
+    config = QuantConfig(backend=args.backend, group_size=args.group_size, skip=_skip_patterns(args.skip),
+                         double_quant=not args.no_double_quant)
     check_out(Path(args.out))
     from hprune.quant import get_backend
 
@@ -55,18 +58,43 @@ def run(args) -> int:
         from hprune.model.pos_embed import crop_pos_embed
 
         crop_pos_embed(model, args.max_size, per_latent)
+    if args.skip is not None:
+        for pattern in unmatched_patterns(model, config.skip):
+            print(f"warning: --skip {pattern} matches no linear layer of this model; nothing kept for it")
     result = quantize_(model, config)
     out = save(model, args.out, source=pipeline_folder(args.model_dir))
-    print(f"quantized {len(result.quantized)} linear layers with {config.backend} ({len(result.kept)} kept in 16 bit"
-          f"{_why_kept(config, result)}); weights {before / 2**30:.2f} GiB -> {weight_bytes(model) / 2**30:.2f} GiB; "
-          f"saved to {out}")
+    print(f"quantized {len(result.quantized)} linear layers with {config.backend}; {_kept_summary(config, result, args.skip is None)}; "
+          f"weights {before / 2**30:.2f} GiB -> {weight_bytes(model) / 2**30:.2f} GiB; saved to {out}")
     return 0
 
 
-def _why_kept(config, result) -> str:
-    if not result.kept or config.backend != "w4fp8":
-        return ""
-    return ": w4fp8 keeps only layers left with no inputs by pruning"
+def _skip_patterns(given: list[str] | None) -> tuple[str, ...] | None:
+    """--skip's patterns; None (not given): the backend's default; `--skip none`: keep nothing."""
+    if given is None or "none" not in given:
+        return None if given is None else tuple(given)
+    if len(given) > 1:
+        raise HpruneError("--skip none quantizes every linear layer and cannot be combined with patterns; "
+                          "pass either --skip none or the patterns of the layers to keep.")
+    return ()
+
+
+def _kept_summary(config, result, default: bool) -> str:
+    """Which layers stayed in 16 bit and why, for the one summary line."""
+    from hprune.quant.quantize import matches_skip
+
+    by_skip = [n for n in result.kept if matches_skip(n, config.skip)]
+    empty = [n for n in result.kept if n not in by_skip]  # only w4fp8 refuses layers: those pruning left with no inputs
+    parts = []
+    if by_skip:
+        why = f"{config.backend}'s default; --skip none quantizes them too" if default else "--skip"
+        parts.append(f"kept in 16 bit: {_names(by_skip)} ({why})")
+    if empty:
+        parts.append(f"{len(empty)} layers left with no inputs by pruning kept as bias-only 16-bit layers")
+    return "; ".join(parts) or "none kept in 16 bit"
+
+
+def _names(names: list[str], shown: int = 6) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def _pixels_per_latent(model_dir: str, max_size: int) -> int:

@@ -284,16 +284,16 @@ def run_row(spec: RowSpec, teacher: str, run_dir: str, out_dir: str, cfg: Ablate
     out = Path(out_dir)
     done = out / f"{spec.name}.json"
     if done.is_file():
-        return json.loads(done.read_text())
+        return _checked_rows(done)
     torch.manual_seed(spec.seed)
     avoid_cudnn_attention()
     pipe = load_pipeline(teacher, device=_device())
     ref = json.loads(teacher_file(out, cfg.split).read_text())
     t0 = time.time()
     student, plan = train_row(spec, pipe, load_run(run_dir), out, cfg)
-    variants = [("none", student)] + ([(cfg.quant, _quantized(student, cfg.quant))] if cfg.quant else [])
+    variants = [("none", student, None)] + ([(cfg.quant, *_quantized(student, cfg.quant))] if cfg.quant else [])
     rows, per_image = [], {}
-    for quant, model in variants:
+    for quant, model, kept in variants:
         scores = score_transformer(pipe, model, cfg, out / f"{spec.variant(quant)}.png")
         per_image[quant] = scores.pop("per_image")
         rows.append({"teacher": teacher, "method": spec.method, "ratio": spec.ratio, "quant": quant,
@@ -301,18 +301,31 @@ def run_row(spec: RowSpec, teacher: str, run_dir: str, out_dir: str, cfg: Ablate
                      "r_thres": plan.r_thres, "semantic": scores["semantic"], "quality": scores["quality"],
                      "degradation": degradation(ref, scores), "per_category": scores["per_category"],
                      "seed": spec.seed, "gpu_seconds": round(time.time() - t0, 2) if _device() == "cuda" else 0.0,
-                     "seconds": round(time.time() - t0, 2)})
+                     "seconds": round(time.time() - t0, 2), "kept_16bit": kept})
     save_per_image(out / f"{spec.name}.npz", per_image)
     write_json(done, rows)
     return rows
 
 
-def _quantized(student, backend: str):
+def _quantized(student, backend: str) -> tuple:
+    """(a 4-bit copy of `student` with the backend's default 16-bit layers, those layers' names)."""
     from hprune.quant.quantize import QuantConfig, quantize_
 
     model = copy.deepcopy(student)
-    quantize_(model, QuantConfig(backend=backend))
-    return model
+    return model, quantize_(model, QuantConfig(backend=backend)).kept
+
+
+def _checked_rows(done: Path) -> list[dict]:
+    """A finished job's rows, refused where its 4-bit twin predates `kept_16bit` (written before w4fp8 kept
+    its input and output layers in 16 bit by default): a table must not mix the two kinds of twin."""
+    rows = json.loads(done.read_text())
+    from hprune.quant.names import DEFAULT_SKIP
+
+    if any(r["quant"] in DEFAULT_SKIP and "kept_16bit" not in r for r in rows):
+        raise HpruneError(f"{done} holds a 4-bit twin row measured with every linear layer quantized, before w4fp8 "
+                          f"kept its input and output layers in 16 bit by default; ablate into a fresh --out to "
+                          f"measure the twins again.")
+    return rows
 
 
 def ablate(teacher: str, run_dir: str | Path, out_dir: str | Path, cfg: AblateConfig) -> list[dict]:
@@ -326,6 +339,9 @@ def ablate(teacher: str, run_dir: str | Path, out_dir: str | Path, cfg: AblateCo
 
         distill_data(load_pipeline(teacher, device=_device()), out, cfg)  # once, before jobs share it
     specs = [RowSpec(m, r, seed) for r in cfg.ratios for m in cfg.methods for seed in _seeds_of(m, cfg)]
+    for spec in specs:  # before any job starts: a stale twin stops the run at once
+        if (out / f"{spec.name}.json").is_file():
+            _checked_rows(out / f"{spec.name}.json")
     chosen = chosen_r_thres(teacher, run_dir, out, cfg) if cfg.r_thres == "val" else {}
     row_cfgs = [replace(cfg, r_thres=chosen[s.ratio]) if chosen else cfg for s in specs]
     if cfg.jobs == 1:

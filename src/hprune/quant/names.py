@@ -11,4 +11,12 @@ BACKEND_NAMES = ("bnb-nf4", "torchao-fp8", "torchao-int4", "torchao-int4-tinygem
 # 4-bit storage on FP8 tensor cores (issue 18; docs/benchmarks.md, H200 section). Its GEMMs need an
 # FP8 GPU (compute capability 8.9+: Ada, Hopper); elsewhere pick torchao-int4 or bnb-nf4.
 DEFAULT_BACKEND = "w4fp8"
+# Linears each backend keeps in 16 bit when QuantConfig.skip is None (the default; `hprune quantize
+# --skip none` quantizes them too). w4fp8 keeps the transformer's input embedders and its final output
+# projection: about 0.1% of SD3.5 Large's and FLUX.1's weights (10-13M parameters, 15-19 MiB more than
+# in 4 bits), and on the shapes students' val split they carried most of its quality cost
+# (docs/benchmarks.md, quality section).
+# Full module names, matched as fnmatch patterns: a block's own proj_out (FLUX's single blocks) is not kept.
+KEEP_IO = ("proj_out", "x_embedder", "context_embedder")
+DEFAULT_SKIP = {"w4fp8": KEEP_IO}
 BF16 = "bf16"  # `hprune bench --quant`: no quantization, the bf16 weights

@@ -6,12 +6,13 @@ Backends live in hprune.quant. The step is recorded in the model's history, so
 (bnb-nf4 folders also load in plain diffusers, through the
 `quantization_config` in config.json, when no subcomponent was pruned).
 
-Which layers stay 16-bit: by default none. Every nn.Linear of the transformer
-is quantized, as in the authors' code, because the memory target leaves no
-room (6.45B parameters at 4.125 bits is already 3.10 GiB). `skip` takes
-glob patterns of full module names (e.g. "proj_out" or "*.norm1.linear") for
-layers to keep; a backend also keeps the layers its kernel cannot take
-(w4fp8: in_features not a multiple of 128), and the result lists them.
+Which layers stay 16-bit: `skip` takes glob patterns of full module names
+(e.g. "proj_out" or "*.norm1.linear") for layers to keep. Left at None, it is
+the backend's default (hprune.quant.names.DEFAULT_SKIP): w4fp8 keeps the input
+embedders and the final proj_out (about 0.5% of the weights); the other
+backends quantize every nn.Linear, as in the authors' code. `skip=()` keeps
+none. A backend also keeps the layers its kernel cannot take (w4fp8: layers
+left with no inputs by pruning), and the result lists every kept layer.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import torch.nn as nn
 from hprune.core.errors import HpruneError
 from hprune.core.provenance import record, steps_of
 from hprune.quant import backends, get_backend
-from hprune.quant.names import DEFAULT_BACKEND
+from hprune.quant.names import DEFAULT_BACKEND, DEFAULT_SKIP
+
 COMPUTE_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -33,12 +35,14 @@ COMPUTE_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 class QuantConfig:
     backend: str = DEFAULT_BACKEND
     group_size: int | None = None  # inputs per scale; 0 = one per row (w4fp8 only). None: w4fp8 0 (its fast path), else 128
-    skip: tuple[str, ...] = ()
+    skip: tuple[str, ...] | None = None  # glob patterns of layers kept in 16 bit; None: DEFAULT_SKIP[backend]
     compute_dtype: str = "bfloat16"
     double_quant: bool = True  # bnb-nf4: quantize the block scales too (the paper's setting)
 
     def __post_init__(self):
-        self.skip = tuple(self.skip)
+        if self.skip is None:
+            self.skip = DEFAULT_SKIP.get(self.backend, ())
+        self.skip = (self.skip,) if isinstance(self.skip, str) else tuple(self.skip)
         if self.group_size is None:
             self.group_size = 0 if self.backend == "w4fp8" else 128
         problems = []
@@ -71,9 +75,19 @@ def select_linears(model: nn.Module, config: QuantConfig) -> QuantResult:
     for name, module in model.named_modules():
         if type(module) is not nn.Linear:
             continue
-        skipped = any(fnmatch.fnmatchcase(name, pattern) for pattern in config.skip)
-        (result.kept if skipped or not backend.supports(module) else result.quantized).append(name)
+        (result.kept if matches_skip(name, config.skip) or not backend.supports(module) else result.quantized).append(name)
     return result
+
+
+def matches_skip(name: str, patterns: tuple[str, ...]) -> bool:
+    """Whether the full module `name` matches one of the glob `patterns` (fnmatch, case-sensitive)."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def unmatched_patterns(model: nn.Module, patterns: tuple[str, ...]) -> list[str]:
+    """The `patterns` that match no nn.Linear of `model` (a typo in `--skip`, or a layer pruning removed)."""
+    names = [name for name, module in model.named_modules() if type(module) is nn.Linear]
+    return [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
 
 
 def quantize_(model: nn.Module, config: QuantConfig) -> QuantResult:

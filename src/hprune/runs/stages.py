@@ -144,8 +144,11 @@ def _teacher_dtype(ctx: RunContext):
 
 
 def _describe_quant(result) -> str:
-    quantized = getattr(result, "quantized", None)
-    return f"{len(quantized)} layers in 4 bits" if quantized is not None else "done"
+    quantized, kept = getattr(result, "quantized", None), getattr(result, "kept", None) or []
+    if quantized is None:
+        return "done"
+    return f"{len(quantized)} layers in 4 bits" + (f", {len(kept)} kept in 16 bit ({', '.join(kept[:3])}"
+                                                     f"{', ...' if len(kept) > 3 else ''})" if kept else "")
 
 
 def generate(ctx: RunContext) -> str:
