@@ -180,6 +180,21 @@ def test_quant_twin_rows_follow_each_row(tiny_teacher):
     assert rows[0]["params"] == rows[1]["params"]
     names = (tiny_teacher / "out-quant" / "samples.txt").read_text().split()
     assert names == ["teacher", "hpp-0.3", "hpp+pwp-0.3", "hpp-0.3-w4fp8", "hpp+pwp-0.3-w4fp8"]
+    job = json.loads((tiny_teacher / "out-quant" / "hpp+pwp-0.3.json").read_text())
+    assert [r["kept_16bit"] for r in job] == [None, ["context_embedder", "proj_out"]]  # w4fp8's default
+
+
+def test_a_twin_quantized_before_the_default_kept_layers_is_refused_on_resume(tiny_teacher):
+    """Twin rows written before w4fp8 kept its input/output layers in 16 bit must not join new ones."""
+    cfg = AblateConfig(ratios=(0.3,), methods=("hpp",), quant="w4fp8",
+                       distill=DistillConfig(steps=1, batch_size=2, checkpoint_every=1),
+                       data_size=8, per_category=1, eval_steps=2)
+    out = tiny_teacher / "out-stale"
+    ablate(str(tiny_teacher / "teacher"), tiny_teacher / "run", out, cfg)
+    job = out / "hpp-0.3.json"
+    job.write_text(json.dumps([{k: v for k, v in r.items() if k != "kept_16bit"} for r in json.loads(job.read_text())]))
+    with pytest.raises(HpruneError, match="hpp-0.3.json holds a 4-bit twin row measured with every linear"):
+        ablate(str(tiny_teacher / "teacher"), tiny_teacher / "run", out, cfg)
 
 
 def test_r_thres_reaches_the_hpp_plans_only(tiny_teacher):
