@@ -17,7 +17,7 @@ def main() -> int:
     cfg = AblateConfig(split="val", per_category=8)
     for teacher in ("shapes-sd3", "shapes-flux"):
         pipe = load_pipeline(teacher, device="cuda")
-        for name, model in (("bf16", pipe.transformer), ("w4fp8", _quantized(pipe.transformer, "w4fp8"))):
+        for name, model in (("bf16", pipe.transformer), ("w4fp8", _quantized(pipe.transformer, "w4fp8")[0])):
             s = score_transformer(pipe, model, cfg)
             print(json.dumps({"teacher": teacher, "weights": name, "semantic": s["semantic"], "quality": s["quality"]}))
     return 0

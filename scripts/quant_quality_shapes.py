@@ -68,6 +68,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hprune.quant import replace_module
+from hprune.quant.names import KEEP_IO
 from hprune.quant.w4fp8 import (
     SKINNY_MAX_M, TILE_K, W4Fp8Linear, _pad_inputs, pack_int4, padded_k, quantize_tokens, unpack_int4,
 )
@@ -78,7 +79,7 @@ PHASE1_PROMPTS = 4  # val prompts (categories 0, 2, 4, 6; one image each) of the
 # candidate fix -> keeps one scale per row (the fast cuBLAS path)
 FIXES = {"w4fp8-g64": False, "w4fp8-g32": False, "w4fp8-mse": True, "w4fp8-keep-out": True, "w4fp8-mse-keep-out": True,
          "w4fp8-keep-io": True, "w4fp8-mse-keep-io": True}
-KEEP = {"-keep-out": ("proj_out",), "-keep-io": ("proj_out", "x_embedder", "context_embedder")}  # suffix -> kept float32
+KEEP = {"-keep-out": ("proj_out",), "-keep-io": KEEP_IO}  # suffix -> kept float32
 BASE2 = ("none", "w4fp8", "w4-only", "a8-only")  # always in phase 2
 GROUPS = ("adaln", "attn", "mlp", "temb", "in", "out")  # phase-1 attribution: w4fp8 on one group of layers only
 

@@ -39,8 +39,9 @@ def test_skip_none_quantizes_every_linear(tmp_path, capsys):
 
 def test_skip_patterns_replace_the_default_and_a_pattern_that_matches_nothing_is_named(tmp_path, capsys):
     assert quantize(tmp_path, "--skip", "*.norm1.linear", "--skip", "x_embeder") == 0
-    out = capsys.readouterr().out
-    assert "warning: --skip x_embeder matches no linear layer" in out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "warning: --skip x_embeder matches no linear layer" in captured.err
     assert "(--skip)" in out and "proj_out" not in kept(tmp_path)
     assert kept(tmp_path) == ["transformer_blocks.0.norm1.linear", "transformer_blocks.1.norm1.linear"]
 

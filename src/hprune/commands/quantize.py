@@ -13,6 +13,7 @@ diffusers' from_pretrained.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from hprune.core.cuda import AUTO, DEVICE_HELP, resolve_device
@@ -60,7 +61,7 @@ def run(args) -> int:
         crop_pos_embed(model, args.max_size, per_latent)
     if args.skip is not None:
         for pattern in unmatched_patterns(model, config.skip):
-            print(f"warning: --skip {pattern} matches no linear layer of this model; nothing kept for it")
+            print(f"warning: --skip {pattern} matches no linear layer of this model; nothing kept for it", file=sys.stderr)
     result = quantize_(model, config)
     out = save(model, args.out, source=pipeline_folder(args.model_dir))
     print(f"quantized {len(result.quantized)} linear layers with {config.backend}; {_kept_summary(config, result, args.skip is None)}; "

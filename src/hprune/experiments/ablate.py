@@ -323,8 +323,9 @@ def _checked_rows(done: Path) -> list[dict]:
 
     if any(r["quant"] in DEFAULT_SKIP and "kept_16bit" not in r for r in rows):
         raise HpruneError(f"{done} holds a 4-bit twin row measured with every linear layer quantized, before w4fp8 "
-                          f"kept its input and output layers in 16 bit by default; ablate into a fresh --out to "
-                          f"measure the twins again.")
+                          f"kept its input and output layers in 16 bit by default; delete {done.name} and "
+                          f"{done.with_suffix('.npz').name} to score that job again from its saved student, or "
+                          f"ablate into a fresh --out.")
     return rows
 
 
@@ -332,16 +333,16 @@ def ablate(teacher: str, run_dir: str | Path, out_dir: str | Path, cfg: AblateCo
     """All rows of one teacher; returns them in table order."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    specs = [RowSpec(m, r, seed) for r in cfg.ratios for m in cfg.methods for seed in _seeds_of(m, cfg)]
+    for spec in specs:  # before anything is written or run: a stale twin stops the run at once
+        if (out / f"{spec.name}.json").is_file():
+            _checked_rows(out / f"{spec.name}.json")
     write_json(out / "config.json", {**asdict(cfg), "teacher": teacher, "run_dir": str(run_dir)})
     teacher_scores(teacher, out, cfg)
     if any(m != "hpp" for m in cfg.methods) and not (out / DATA_FILE).is_file():
         from hprune.toy.pipeline import load_pipeline
 
         distill_data(load_pipeline(teacher, device=_device()), out, cfg)  # once, before jobs share it
-    specs = [RowSpec(m, r, seed) for r in cfg.ratios for m in cfg.methods for seed in _seeds_of(m, cfg)]
-    for spec in specs:  # before any job starts: a stale twin stops the run at once
-        if (out / f"{spec.name}.json").is_file():
-            _checked_rows(out / f"{spec.name}.json")
     chosen = chosen_r_thres(teacher, run_dir, out, cfg) if cfg.r_thres == "val" else {}
     row_cfgs = [replace(cfg, r_thres=chosen[s.ratio]) if chosen else cfg for s in specs]
     if cfg.jobs == 1:

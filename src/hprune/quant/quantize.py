@@ -9,7 +9,7 @@ Backends live in hprune.quant. The step is recorded in the model's history, so
 Which layers stay 16-bit: `skip` takes glob patterns of full module names
 (e.g. "proj_out" or "*.norm1.linear") for layers to keep. Left at None, it is
 the backend's default (hprune.quant.names.DEFAULT_SKIP): w4fp8 keeps the input
-embedders and the final proj_out (about 0.5% of the weights); the other
+embedders and the final proj_out (about 0.1% of the weights); the other
 backends quantize every nn.Linear, as in the authors' code. `skip=()` keeps
 none. A backend also keeps the layers its kernel cannot take (w4fp8: layers
 left with no inputs by pruning), and the result lists every kept layer.
