@@ -6,7 +6,8 @@
 #   bash scripts/bench_device_issue18.sh sd35      # SD3.5 Large 20% and 30% tables (~5 min)
 #   bash scripts/bench_device_issue18.sh flux      # FLUX.1 schnell 30% table (~6 min)
 #   bash scripts/bench_device_issue18.sh flux-fp8  # FLUX.1 schnell's FP8 original alone (358 s)
-#   bash scripts/bench_device_issue18.sh batch4    # SD3.5 Large 20% and 30% at batch 4
+#   bash scripts/bench_device_issue18.sh batch4    # SD3.5 Large 20% and 30% at batch 4 (297 s)
+#   bash scripts/bench_device_issue18.sh encoders  # whole-pipeline memory: T5-XXL in 8 and 4 bits beside the 4-bit models
 # At most 8 files come back from a call, so every log goes to run.log.
 set -o pipefail
 OUT=${OUT:-/tmp/out}
@@ -40,9 +41,16 @@ case $1 in
     timeout -k 5 $(left 570) python3 scripts/bench_table.py --arch flux.1-schnell --ratios 0.3 $common --out "$OUT/flux" 2>&1 | grep "^|\|^#\|FAILED" | tee -a "$log" ;;
   batch4)  # issue 18 item 6: batch 4 (SD3.5 Large 20% and 30%, with the FP8 original)
     timeout -k 5 $(left 570) python3 scripts/bench_table.py --arch sd3.5-large --ratios 0.2,0.3 --batch 4 $common --out "$OUT/sd35-b4" 2>&1 | grep "^|\|^#\|FAILED" | tee -a "$log" ;;
+  encoders)  # issue 18 item 6: peak memory with the text encoders resident (T5-XXL torchao-fp8 = 8 bits, w4fp8 = 4 bits)
+    for job in "sd3.5-large 0.2" "flux.1-schnell 0.3"; do set -- $job; for t5 in torchao-fp8 w4fp8; do
+      timeout -k 5 $(left 570) python3 -m hprune bench --arch $1 --ratio $2 --quant w4fp8 --compile --cuda-graph \
+          --text-encoders --t5-quant $t5 --out "$OUT/enc-$1-$t5" 2>&1 | grep "^|\|Error" | tee -a "$log"
+    done; done
+    # one file back instead of eight (a call returns at most 8): every run's rows, labelled by folder
+    python3 -c 'import json, pathlib, sys; o = pathlib.Path(sys.argv[1]); print(json.dumps({p.parent.name: json.loads(p.read_text()) for p in sorted(o.glob("enc-*/bench.json"))}, indent=1))' "$OUT" > "$OUT/encoders.json" && rm -rf "$OUT"/enc-* ;;
   flux-fp8)
     timeout -k 5 $(left 585) python3 scripts/bench_table.py --arch flux.1-schnell --ratios "" --quants "" --no-eager --cuda-graph \
         --fp8-original --out "$OUT/flux-fp8" 2>&1 | grep "^|\|^#\|FAILED" | tee -a "$log" ;;
-  *) echo "usage: $0 kernels|attention|sd35|flux|flux-fp8|batch4" >&2; exit 2 ;;
+  *) echo "usage: $0 kernels|attention|sd35|flux|flux-fp8|batch4|encoders" >&2; exit 2 ;;
 esac
 echo "elapsed $(( $(date +%s) - start )) s" | tee -a "$log"
