@@ -39,6 +39,7 @@ from hprune.distill import DistillConfig
 from hprune.core.errors import HpruneError
 from hprune.core.files import write_atomic, write_json
 from hprune.planning.plan import check_ratio
+from hprune.quant.names import DEFAULT_SKIP
 
 # A method is its ranker, then what distillation adds ("+"-separated); `hpp` alone is not distilled.
 METHODS = ("lastk", "koala", "bkscore", "hpp", "hpp+distill", "hpp+pwp", "hpp+pwp+sgdistill")
@@ -319,8 +320,6 @@ def _checked_rows(done: Path) -> list[dict]:
     """A finished job's rows, refused where its 4-bit twin predates `kept_16bit` (written before w4fp8 kept
     its input and output layers in 16 bit by default): a table must not mix the two kinds of twin."""
     rows = json.loads(done.read_text())
-    from hprune.quant.names import DEFAULT_SKIP
-
     if any(r["quant"] in DEFAULT_SKIP and "kept_16bit" not in r for r in rows):
         raise HpruneError(f"{done} holds a 4-bit twin row measured with every linear layer quantized, before w4fp8 "
                           f"kept its input and output layers in 16 bit by default; delete {done.name} and "

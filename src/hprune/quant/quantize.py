@@ -87,7 +87,7 @@ def matches_skip(name: str, patterns: tuple[str, ...]) -> bool:
 def unmatched_patterns(model: nn.Module, patterns: tuple[str, ...]) -> list[str]:
     """The `patterns` that match no nn.Linear of `model` (a typo in `--skip`, or a layer pruning removed)."""
     names = [name for name, module in model.named_modules() if type(module) is nn.Linear]
-    return [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+    return [p for p in patterns if not any(matches_skip(n, (p,)) for n in names)]
 
 
 def quantize_(model: nn.Module, config: QuantConfig) -> QuantResult:
