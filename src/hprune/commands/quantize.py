@@ -71,8 +71,10 @@ def run(args) -> int:
 
 def _skip_patterns(given: list[str] | None) -> tuple[str, ...] | None:
     """--skip's patterns; None (not given): the backend's default; `--skip none`: keep nothing."""
-    if given is None or "none" not in given:
-        return None if given is None else tuple(given)
+    if given is None:
+        return None
+    if "none" not in given:
+        return tuple(given)
     if len(given) > 1:
         raise HpruneError("--skip none quantizes every linear layer and cannot be combined with patterns; "
                           "pass either --skip none or the patterns of the layers to keep.")
