@@ -7,17 +7,19 @@
 #   bash scripts/bench_device_issue18.sh flux      # FLUX.1 schnell 30% table (~6 min)
 #   bash scripts/bench_device_issue18.sh flux-fp8  # FLUX.1 schnell's FP8 original alone (358 s)
 #   bash scripts/bench_device_issue18.sh batch4    # SD3.5 Large 20% and 30% at batch 4 (297 s)
-#   bash scripts/bench_device_issue18.sh encoders  # whole-pipeline memory: T5-XXL in 8 and 4 bits beside the 4-bit models
+#   bash scripts/bench_device_issue18.sh encoders  # whole-pipeline memory: T5-XXL in 8 and 4 bits beside the 4-bit models (321 s)
+#   bash scripts/bench_device_issue18.sh gptq      # GPTQ rounding's time and memory at real size (scripts/gptq_cost.py)
+#   bash scripts/bench_device_issue18.sh encoders+gptq
 # At most 8 files come back from a call, so every log goes to run.log.
 set -o pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 log="$OUT/run.log"
-start=$(date +%s)
+start=${START:-$(date +%s)}; export START=$start  # encoders+gptq: one deadline for both
 left() { echo $(( ${1} - ($(date +%s) - start) )); }
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader | tee "$log"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader | tee -a "$log"
 python3 -c 'import torch, triton, torchao, diffusers; print(torch.__version__, triton.__version__, torchao.__version__, diffusers.__version__)' 2>&1 | tail -1 | tee -a "$log"
 common="--no-eager --cuda-graph --breakdown --fp8-original --quants w4fp8:0"
 probe_attention() {  # one process per shape: "default" is what a fresh process picks
@@ -44,13 +46,18 @@ case $1 in
   encoders)  # issue 18 item 6: peak memory with the text encoders resident (T5-XXL torchao-fp8 = 8 bits, w4fp8 = 4 bits)
     for job in "sd3.5-large 0.2" "flux.1-schnell 0.3"; do set -- $job; for t5 in torchao-fp8 w4fp8; do
       timeout -k 5 $(left 570) python3 -m hprune bench --arch $1 --ratio $2 --quant w4fp8 --compile --cuda-graph \
-          --text-encoders --t5-quant $t5 --out "$OUT/enc-$1-$t5" 2>&1 | grep "^|\|Error" | tee -a "$log"
+          --text-encoders --t5-quant $t5 --out "$OUT/enc-$1-$t5" 2>&1 | grep -A3 "^|\|Error\|Traceback" | tee -a "$log"
     done; done
     # one file back instead of eight (a call returns at most 8): every run's rows, labelled by folder
     python3 -c 'import json, pathlib, sys; o = pathlib.Path(sys.argv[1]); print(json.dumps({p.parent.name: json.loads(p.read_text()) for p in sorted(o.glob("enc-*/bench.json"))}, indent=1))' "$OUT" > "$OUT/encoders.json" && rm -rf "$OUT"/enc-* ;;
+  gptq)  # what GPTQ rounding costs at real size (random weights and inputs of the real shapes)
+    for job in "sd3.5-large 0.2" "flux.1-schnell 0.3"; do set -- $job
+      timeout -k 5 $(left 580) python3 scripts/gptq_cost.py --arch $1 --ratio $2 --out "$OUT/gptq_cost.json" 2>&1 | tail -4 | tee -a "$log"
+    done ;;
+  encoders+gptq) bash "$0" encoders && bash "$0" gptq; exit ;;
   flux-fp8)
     timeout -k 5 $(left 585) python3 scripts/bench_table.py --arch flux.1-schnell --ratios "" --quants "" --no-eager --cuda-graph \
         --fp8-original --out "$OUT/flux-fp8" 2>&1 | grep "^|\|^#\|FAILED" | tee -a "$log" ;;
-  *) echo "usage: $0 kernels|attention|sd35|flux|flux-fp8|batch4|encoders" >&2; exit 2 ;;
+  *) echo "usage: $0 kernels|attention|sd35|flux|flux-fp8|batch4|encoders|gptq|encoders+gptq" >&2; exit 2 ;;
 esac
 echo "elapsed $(( $(date +%s) - start )) s" | tee -a "$log"

@@ -18,6 +18,9 @@ the two teachers. Variants of each (all on the linears of `quantize_(model, Quan
   w4fp8-keep-out, w4fp8-mse-keep-out
              w4fp8 / w4fp8-mse, but the final output projection `proj_out` (112 or 128 -> 48: it writes
              the velocity itself) stays float32, i.e. QuantConfig(skip=("proj_out",))
+  w4fp8-gptq[-keep-io]
+             int4 per-row absmax scales, codes rounded by GPTQ (hprune.quant.gptq) against the inputs
+             of the model's own sampling of CALIB_PER_CATEGORY train prompts per category (phase 2 only)
   w4fp8-keep-io, w4fp8-mse-keep-io
              the same, also keeping the input embedders (x_embedder: FLUX's 48 -> 128 pixel-patch
              embedding; context_embedder) float32: QuantConfig(skip=("proj_out", "x_embedder",
@@ -172,6 +175,8 @@ def _packer(variant: str):
     variant = _base(variant)
     if variant in ("w4fp8", "w4-only") or variant.startswith("w4fp8@"):
         return (lambda w: pack_int4(w, 0)), variant != "w4-only"
+    if variant == "w4fp8-gptq":
+        return "gptq", True
     if variant.startswith("w4fp8-g"):
         gs = int(variant[len("w4fp8-g"):])
         return (lambda w: pack_int4(w, gs)), True
@@ -180,6 +185,43 @@ def _packer(variant: str):
     if variant == "a8-only":
         return None, True
     raise ValueError(f"unknown variant {variant}")
+
+
+# --- GPTQ (hprune.quant.gptq) --------------------------------------------------------------------
+
+CALIB_PER_CATEGORY = 8  # train-split prompts per category whose sampling runs give GPTQ its inputs
+
+
+def calibration_hessians(pipe, model: nn.Module) -> dict:
+    """H of every candidate linear of `model` over its own sampling of CALIB_PER_CATEGORY train prompts
+    per category (eval_steps steps), cached on the model."""
+    from hprune.experiments.ablate import AblateConfig
+    from hprune.quant.gptq import collect_hessians
+    from hprune.toy.splits import eval_set
+
+    if getattr(model, "_gptq_hessians", None) is None:
+        items = eval_set("train", CALIB_PER_CATEGORY)
+
+        def run():
+            old, pipe.transformer = pipe.transformer, model
+            try:
+                for i in range(0, len(items), 64):
+                    b = items[i:i + 64]
+                    pipe([x.prompt for x in b], num_inference_steps=AblateConfig().eval_steps, seeds=[x.seed for x in b])
+            finally:
+                pipe.transformer = old
+        model._gptq_hessians = collect_hessians(model, quantized_names(model), run)
+    return model._gptq_hessians
+
+
+def gptq_weight(model: nn.Module, name: str) -> torch.Tensor:
+    """The GPTQ-rounded int4 weight of layer `name` (float32 [N, K], per-row absmax scales)."""
+    from hprune.quant.gptq import gptq_codes
+    from hprune.quant.w4fp8 import row_scales
+
+    w = model.get_submodule(name).weight.data.float()
+    scale = row_scales(w)
+    return gptq_codes(w, model._gptq_hessians[name], scale).float() * scale[:, None]
 
 
 def build_variant(model: nn.Module, variant: str, real: bool = False) -> nn.Module:
@@ -204,6 +246,9 @@ def build_variant(model: nn.Module, variant: str, real: bool = False) -> nn.Modu
                 continue
             lin = out.get_submodule(name)
             k = lin.in_features
+            if pack == "gptq":
+                replace_module(out, name, FakeQuantLinear(gptq_weight(model, name), lin.bias, fp8))
+                continue
             if pack is None:
                 replace_module(out, name, FakeQuantLinear(lin.weight.data, lin.bias, fp8))
                 continue
@@ -552,6 +597,8 @@ def main(argv=None) -> int:
                 if variant in done:
                     continue
                 model = model if model is not None else model_of(name, teacher, row, path)
+                if "gptq" in variant:
+                    calibration_hessians(pipe_of(teacher), model)
                 s = score(pipe_of(teacher), build_variant(model, variant, args.exact), cfg)
                 s["degradation"] = degradation(ref, s)
                 if variant != "none":

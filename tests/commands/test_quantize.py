@@ -51,3 +51,28 @@ def test_skip_none_with_patterns_is_one_sentence_and_writes_nothing(tmp_path, ca
     err = capsys.readouterr().err
     assert "--skip none quantizes every linear layer and cannot be combined with patterns" in err
     assert "Traceback" not in err and not (tmp_path / "q").exists()
+
+
+def history(folder) -> list[dict]:
+    return json.loads((folder / "hprune.json").read_text())["history"]
+
+
+def test_a_pipeline_is_rounded_by_gptq_on_calibration_images(tmp_path, capsys):
+    out = tmp_path / "q"
+    assert main(["quantize", "shapes-sd3", "--device", "cpu", "--calibration-images", "8", "--out", str(out)]) == 0
+    assert "with w4fp8 (GPTQ rounding on 8 calibration images)" in capsys.readouterr().out
+    step = history(out / "transformer")[-1]
+    assert step["config"]["rounding"] == "gptq" and step["calibration"]["images"] == 8
+
+
+def test_a_bare_transformer_folder_rounds_to_nearest_and_says_so(tmp_path, capsys):
+    assert quantize(tmp_path) == 0
+    assert "has no pipeline to draw calibration images with" in capsys.readouterr().err
+    assert history(tmp_path / "q")[-1]["config"]["rounding"] == "nearest"
+
+
+def test_gptq_asked_for_a_bare_transformer_folder_is_one_sentence_and_writes_nothing(tmp_path, capsys):
+    assert quantize(tmp_path, "--rounding", "gptq") == 1
+    err = capsys.readouterr().err
+    assert "--rounding gptq draws calibration images with the model's pipeline" in err
+    assert "Traceback" not in err and not (tmp_path / "q").exists()

@@ -182,18 +182,22 @@ def test_quant_twin_rows_follow_each_row(tiny_teacher):
     assert names == ["teacher", "hpp-0.3", "hpp+pwp-0.3", "hpp-0.3-w4fp8", "hpp+pwp-0.3-w4fp8"]
     job = json.loads((tiny_teacher / "out-quant" / "hpp+pwp-0.3.json").read_text())
     assert [r["kept_16bit"] for r in job] == [None, ["context_embedder", "proj_out"]]  # w4fp8's default
+    assert [r["rounding"] for r in job] == [None, "gptq"]  # as `hprune quantize` rounds a pipeline's model
 
 
-def test_a_twin_quantized_before_the_default_kept_layers_is_refused_on_resume(tiny_teacher):
-    """Twin rows written before w4fp8 kept its input/output layers in 16 bit must not join new ones."""
+@pytest.mark.parametrize("missing, said", [("kept_16bit", "every linear layer quantized"),
+                                            ("rounding", "weights rounded to nearest")])
+def test_a_twin_made_with_older_defaults_is_refused_on_resume(tiny_teacher, missing, said):
+    """Twin rows written before w4fp8 kept its input/output layers in 16 bit, or before it rounded by
+    GPTQ, must not join new ones."""
     cfg = AblateConfig(ratios=(0.3,), methods=("hpp",), quant="w4fp8",
                        distill=DistillConfig(steps=1, batch_size=2, checkpoint_every=1),
                        data_size=8, per_category=1, eval_steps=2)
-    out = tiny_teacher / "out-stale"
+    out = tiny_teacher / f"out-stale-{missing}"
     ablate(str(tiny_teacher / "teacher"), tiny_teacher / "run", out, cfg)
     job = out / "hpp-0.3.json"
-    job.write_text(json.dumps([{k: v for k, v in r.items() if k != "kept_16bit"} for r in json.loads(job.read_text())]))
-    with pytest.raises(HpruneError, match="hpp-0.3.json holds a 4-bit twin row measured with every linear"):
+    job.write_text(json.dumps([{k: v for k, v in r.items() if k != missing} for r in json.loads(job.read_text())]))
+    with pytest.raises(HpruneError, match=f"hpp-0.3.json holds a 4-bit twin row measured with {said}"):
         ablate(str(tiny_teacher / "teacher"), tiny_teacher / "run", out, cfg)
 
 

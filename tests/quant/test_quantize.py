@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from hprune.core.errors import HpruneError
+from hprune.core.provenance import base_config
 from hprune.folders import load, save
 from hprune.quant import get_backend
 from hprune.quant.quantize import QuantConfig, quant_state, quantize_, select_linears, weight_bytes
@@ -214,3 +215,13 @@ def test_a_w4fp8_folder_is_refused_by_plain_diffusers_instead_of_loading_random_
     with pytest.raises(ValueError, match="Unknown quantization type, got hprune"):
         SD3Transformer2DModel.from_pretrained(folder)
     assert load(folder).config.num_layers == model.config.num_layers  # hprune.load reads it
+
+
+def test_a_transformers_text_encoder_is_quantized_and_its_config_recorded():
+    # `hprune bench --text-encoders --t5-quant` quantizes a T5 encoder, whose config is no mapping
+    from transformers import T5Config, T5EncoderModel
+
+    encoder = T5EncoderModel(T5Config(d_model=128, d_ff=256, d_kv=32, num_heads=4, num_layers=1, vocab_size=64))
+    quantize_(encoder, QuantConfig(backend="w4fp8"))
+    assert quant_state(encoder) is not None
+    assert base_config(encoder)["d_model"] == 128 and base_config(encoder)["_class_name"] == "T5EncoderModel"

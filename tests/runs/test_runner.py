@@ -36,6 +36,17 @@ def test_a_run_writes_every_stage_and_a_loadable_model(finished):
     assert (finished / "report.html").stat().st_size > 1000
 
 
+def test_a_w4fp8_run_rounds_by_gptq_on_the_analysis_prompts(tiny_run_inputs, tmp_path):
+    import hprune
+    from hprune.core.provenance import steps_of
+
+    out = tmp_path / "run"
+    assert _run(*tiny_run_inputs, out, "--set", "quantize.backend=w4fp8") == 0
+    assert "w4fp8 (GPTQ rounding)" in (out / "stages" / "quantize.json").read_text()
+    step = steps_of(hprune.load(out / "model"), "quantize")[-1]
+    assert step["config"]["rounding"] == "gptq" and step["calibration"]["images"] == 64
+
+
 def test_a_finished_run_reruns_as_a_no_op(finished, tiny_run_inputs, capsys):
     before = (finished / "scores.json").read_text()
     assert _run(*tiny_run_inputs, finished) == 0

@@ -9,6 +9,12 @@ config.json, the quantized weights and hprune.json (the model's history, this
 step's config and its quantized and kept layers); load it with hprune.load.
 bnb-nf4 folders of unpruned or whole-block-pruned models also load with
 diffusers' from_pretrained.
+
+w4fp8 rounds by GPTQ when MODEL_DIR comes with its pipeline (a pipeline or run
+folder): the model first draws 64 calibration prompts (the shapes train split,
+or hprune's shipped prompts, or --calibration-prompts), and each layer's int4
+codes are rounded against the inputs it saw. A bare transformer folder rounds
+to nearest (said on stderr); --rounding picks either.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from pathlib import Path
 
 from hprune.core.cuda import AUTO, DEVICE_HELP, resolve_device
 from hprune.core.errors import HpruneError
-from hprune.quant.names import BACKEND_NAMES, DEFAULT_BACKEND, KEEP_IO
+from hprune.quant.names import BACKEND_NAMES, CALIBRATION_IMAGES, DEFAULT_BACKEND, KEEP_IO, ROUNDINGS
 
 
 def add_arguments(parser) -> None:
@@ -28,6 +34,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--skip", action="append", default=None, metavar="PATTERN",
                         help="glob of full module names to keep in 16 bit (repeatable), instead of the backend's default "
                              f"(w4fp8: {', '.join(KEEP_IO)}; others: none); --skip none quantizes every linear layer")
+    parser.add_argument("--rounding", choices=ROUNDINGS, default=None,
+                        help="int4 rounding (w4fp8 per row): gptq, against calibration inputs drawn with the model's "
+                             "pipeline (the default where MODEL_DIR has one), or nearest (the default otherwise)")
+    parser.add_argument("--calibration-prompts", default=None, metavar="FILE",
+                        help="GPTQ: prompts to draw, one a line (default: the shapes train split, or hprune's 64 shipped prompts)")
+    parser.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES, metavar="N",
+                        help="GPTQ: how many calibration images the model draws")
     parser.add_argument("--no-double-quant", action="store_true", help="bnb-nf4: keep the block scales in 32 bit")
     parser.add_argument("--max-size", type=int, default=None, metavar="PX",
                         help="SD3 only: keep the position embeddings of images up to PX pixels a side and drop the rest "
@@ -39,12 +52,12 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import torch
 
-    from hprune.folders import Manifest, load, model_folder, pipeline_folder, save
+    from hprune.folders import Manifest, model_folder, pipeline_folder, save
     from hprune.core.atomic import check_out
     from hprune.quant.quantize import QuantConfig, quantize_, unmatched_patterns, weight_bytes
 
     config = QuantConfig(backend=args.backend, group_size=args.group_size, skip=_skip_patterns(args.skip),
-                         double_quant=not args.no_double_quant)
+                         double_quant=not args.no_double_quant, rounding=_rounding(args))
     check_out(Path(args.out))
     from hprune.quant import get_backend
 
@@ -53,7 +66,7 @@ def run(args) -> int:
         raise HpruneError(f"{args.model_dir} is already quantized; quantize the 16-bit (pruned or distilled) model instead.")
     per_latent = _pixels_per_latent(args.model_dir, args.max_size) if args.max_size is not None else None
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load(args.model_dir, torch_dtype=config.torch_compute_dtype, device=device)
+    model, calibration = _model_and_calibration(args, config, device)
     before = weight_bytes(model)
     if args.max_size is not None:
         from hprune.model.pos_embed import crop_pos_embed
@@ -62,11 +75,46 @@ def run(args) -> int:
     if args.skip is not None:
         for pattern in unmatched_patterns(model, config.skip):
             print(f"warning: --skip {pattern} matches no linear layer of this model; nothing kept for it", file=sys.stderr)
-    result = quantize_(model, config)
+    result = quantize_(model, config, calibration=calibration)
     out = save(model, args.out, source=pipeline_folder(args.model_dir))
-    print(f"quantized {len(result.quantized)} linear layers with {config.backend}; {_kept_summary(config, result, args.skip is None)}; "
+    rounding = f" (GPTQ rounding on {len(calibration.prompts)} calibration images)" if calibration else ""
+    print(f"quantized {len(result.quantized)} linear layers with {config.backend}{rounding}; "
+          f"{_kept_summary(config, result, args.skip is None)}; "
           f"weights {before / 2**30:.2f} GiB -> {weight_bytes(model) / 2**30:.2f} GiB; saved to {out}")
     return 0
+
+
+def _rounding(args) -> str:
+    """--rounding, or its default: gptq for w4fp8 per row where MODEL_DIR has a pipeline to draw with."""
+    from hprune.folders import pipeline_folder
+
+    if args.rounding is not None:
+        if args.rounding == "gptq" and pipeline_folder(args.model_dir) is None:
+            raise HpruneError(f"--rounding gptq draws calibration images with the model's pipeline, and {args.model_dir} "
+                              "is a bare transformer folder; pass its pipeline or run folder, or --rounding nearest.")
+        return args.rounding
+    if args.backend != "w4fp8" or args.group_size not in (None, 0):
+        return "nearest"
+    if pipeline_folder(args.model_dir) is None:
+        print(f"note: {args.model_dir} has no pipeline to draw calibration images with, so w4fp8 rounds to nearest; "
+              "pass the pipeline or run folder for GPTQ rounding (less error, same size and speed).", file=sys.stderr)
+        return "nearest"
+    return "gptq"
+
+
+def _model_and_calibration(args, config, device):
+    """The model to quantize and, for GPTQ, its Calibration (the model inside its own pipeline)."""
+    from hprune.folders import load, load_pipeline
+    from hprune.quant.calibration import default_calibration
+
+    if config.rounding != "gptq":
+        return load(args.model_dir, torch_dtype=config.torch_compute_dtype, device=device), None
+    if args.calibration_images < 1:
+        raise HpruneError(f"--calibration-images must be at least 1, got {args.calibration_images}.")
+    pipe = load_pipeline(args.model_dir, torch_dtype=config.torch_compute_dtype, device=device)
+    calibration = default_calibration(pipe, args.calibration_prompts, args.calibration_images)
+    calibration.progress = True
+    return pipe.transformer, calibration
 
 
 def _skip_patterns(given: list[str] | None) -> tuple[str, ...] | None:

@@ -34,8 +34,11 @@ def versions() -> dict[str, str]:
 def config_dict(model) -> dict:
     """The diffusers config of `model` as a plain JSON-able dict (tuples as lists), with
     `_class_name` as diffusers writes it into config.json."""
-    # a plain torch module (quantize_ takes any) has no diffusers config: its record is its class alone
-    config = {k: list(v) if isinstance(v, tuple) else v for k, v in dict(getattr(model, "config", None) or {}).items()}
+    # a plain torch module (quantize_ takes any) has no diffusers config: its record is its class alone;
+    # a transformers model (a T5 text encoder quantized by `hprune bench`) has one that is not a mapping
+    raw = getattr(model, "config", None) or {}
+    raw = raw.to_dict() if hasattr(raw, "to_dict") and not isinstance(raw, dict) else dict(raw)
+    config = {k: list(v) if isinstance(v, tuple) else v for k, v in raw.items()}
     return {"_class_name": type(model).__name__, **config}
 
 

@@ -39,7 +39,7 @@ from hprune.distill import DistillConfig
 from hprune.core.errors import HpruneError
 from hprune.core.files import write_atomic, write_json
 from hprune.planning.plan import check_ratio
-from hprune.quant.names import DEFAULT_SKIP
+from hprune.quant.names import DEFAULT_ROUNDING, DEFAULT_SKIP
 
 # A method is its ranker, then what distillation adds ("+"-separated); `hpp` alone is not distilled.
 METHODS = ("lastk", "koala", "bkscore", "hpp", "hpp+distill", "hpp+pwp", "hpp+pwp+sgdistill")
@@ -292,9 +292,9 @@ def run_row(spec: RowSpec, teacher: str, run_dir: str, out_dir: str, cfg: Ablate
     ref = json.loads(teacher_file(out, cfg.split).read_text())
     t0 = time.time()
     student, plan = train_row(spec, pipe, load_run(run_dir), out, cfg)
-    variants = [("none", student, None)] + ([(cfg.quant, *_quantized(student, cfg.quant))] if cfg.quant else [])
+    variants = [("none", student, None, None)] + ([(cfg.quant, *_quantized(student, cfg.quant, pipe))] if cfg.quant else [])
     rows, per_image = [], {}
-    for quant, model, kept in variants:
+    for quant, model, kept, rounding in variants:
         scores = score_transformer(pipe, model, cfg, out / f"{spec.variant(quant)}.png")
         per_image[quant] = scores.pop("per_image")
         rows.append({"teacher": teacher, "method": spec.method, "ratio": spec.ratio, "quant": quant,
@@ -302,27 +302,33 @@ def run_row(spec: RowSpec, teacher: str, run_dir: str, out_dir: str, cfg: Ablate
                      "r_thres": plan.r_thres, "semantic": scores["semantic"], "quality": scores["quality"],
                      "degradation": degradation(ref, scores), "per_category": scores["per_category"],
                      "seed": spec.seed, "gpu_seconds": round(time.time() - t0, 2) if _device() == "cuda" else 0.0,
-                     "seconds": round(time.time() - t0, 2), "kept_16bit": kept})
+                     "seconds": round(time.time() - t0, 2), "kept_16bit": kept, "rounding": rounding})
     save_per_image(out / f"{spec.name}.npz", per_image)
     write_json(done, rows)
     return rows
 
 
-def _quantized(student, backend: str) -> tuple:
-    """(a 4-bit copy of `student` with the backend's default 16-bit layers, those layers' names)."""
+def _quantized(student, backend: str, pipe) -> tuple:
+    """(a 4-bit copy of `student` as `hprune quantize` makes it: the backend's default 16-bit layers and
+    rounding, GPTQ calibrated on the train split drawn by `student` in `pipe`; those layers' names; the rounding)."""
+    from hprune.quant.calibration import default_calibration
     from hprune.quant.quantize import QuantConfig, quantize_
 
     model = copy.deepcopy(student)
-    return model, quantize_(model, QuantConfig(backend=backend)).kept
+    config = QuantConfig(backend=backend, rounding=DEFAULT_ROUNDING.get(backend, "nearest"))
+    calibration = default_calibration(pipe) if config.rounding == "gptq" else None
+    return model, quantize_(model, config, calibration=calibration).kept, config.rounding
 
 
 def _checked_rows(done: Path) -> list[dict]:
-    """A finished job's rows, refused where its 4-bit twin predates `kept_16bit` (written before w4fp8 kept
-    its input and output layers in 16 bit by default): a table must not mix the two kinds of twin."""
+    """A finished job's rows, refused where its 4-bit twin was made with older defaults (every linear
+    quantized, before `kept_16bit`; rounded to nearest, before `rounding`): a table must not mix kinds of twin."""
     rows = json.loads(done.read_text())
-    if any(r["quant"] in DEFAULT_SKIP and "kept_16bit" not in r for r in rows):
-        raise HpruneError(f"{done} holds a 4-bit twin row measured with every linear layer quantized, before w4fp8 "
-                          f"kept its input and output layers in 16 bit by default; delete {done.name} and "
+    old = [r for r in rows if r["quant"] in DEFAULT_SKIP and ("kept_16bit" not in r or "rounding" not in r)]
+    if old:
+        what = ("every linear layer quantized, before w4fp8 kept its input and output layers in 16 bit by default"
+                if "kept_16bit" not in old[0] else "weights rounded to nearest, before w4fp8 rounded by GPTQ by default")
+        raise HpruneError(f"{done} holds a 4-bit twin row measured with {what}; delete {done.name} and "
                           f"{done.with_suffix('.npz').name} to score that job again from its saved student, or "
                           f"ablate into a fresh --out.")
     return rows

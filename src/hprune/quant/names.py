@@ -20,3 +20,9 @@ DEFAULT_BACKEND = "w4fp8"
 KEEP_IO = ("proj_out", "x_embedder", "context_embedder")
 DEFAULT_SKIP = {"w4fp8": KEEP_IO}
 BF16 = "bf16"  # `hprune bench --quant`: no quantization, the bf16 weights
+ROUNDINGS = ("gptq", "nearest")  # hprune.quant.quantize.QuantConfig.rounding
+# What `hprune quantize`, `hprune run` and `hprune ablate` round with where they have the model's
+# pipeline to draw calibration images with (other backends, and w4fp8 without a pipeline: nearest).
+# Chosen on the shapes students' val split (docs/benchmarks.md, quality section).
+DEFAULT_ROUNDING = {"w4fp8": "gptq"}
+CALIBRATION_IMAGES = 64  # GPTQ's calibration images (hprune.quant.calibration)

@@ -49,10 +49,22 @@ def pack_int4(weight: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torc
     groups = w.view(n, k // group_size, group_size) if group_size else w.view(n, 1, k)
     scale = (groups.abs().amax(-1, keepdim=True) / 7.0).clamp_min(1e-12)
     scale = scale.to(torch.bfloat16).float()  # quantize against the scale we store
-    q = (groups / scale).round().clamp(-8, 7).add(8).to(torch.uint8).view(n, k // TILE_K, 2, TILE_K // 2)
-    packed = q[:, :, 0, :] | (q[:, :, 1, :] << 4)
+    codes = (groups / scale).round().clamp(-8, 7).view(n, k)
     scale = scale.squeeze(-1).to(torch.bfloat16)
-    return packed.reshape(n, k // 2).contiguous(), (scale if group_size else scale.squeeze(-1)).contiguous()
+    return pack_codes(codes), (scale if group_size else scale.squeeze(-1)).contiguous()
+
+
+def row_scales(weight: torch.Tensor) -> torch.Tensor:
+    """[N, K] float -> the float32 values of pack_int4's per-row scales (absmax / 7, bf16-rounded), [N]."""
+    return (weight.float().abs().amax(-1) / 7.0).clamp_min(1e-12).to(torch.bfloat16).float()
+
+
+def pack_codes(codes: torch.Tensor) -> torch.Tensor:
+    """Integer codes [N, K] in -8..7 (K a multiple of 128) -> packed uint8 [N, K//2]: per 128-input
+    tile, the low nibbles hold its first 64 codes + 8 and the high nibbles its last 64."""
+    n, k = codes.shape
+    q = codes.add(8).to(torch.uint8).view(n, k // TILE_K, 2, TILE_K // 2)
+    return (q[:, :, 0, :] | (q[:, :, 1, :] << 4)).reshape(n, k // 2).contiguous()
 
 
 def unpack_int4(packed: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -238,10 +250,20 @@ class W4Fp8Linear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype, device=device), requires_grad=False) if bias else None
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, group_size: int) -> "W4Fp8Linear":
+    def from_linear(cls, linear: nn.Linear, group_size: int, hessian: torch.Tensor | None = None) -> "W4Fp8Linear":
+        """`hessian` (float32 [in, in], per-row scales only): codes rounded by GPTQ against it
+        (hprune.quant.gptq) instead of to nearest; same scales, same format."""
         w = linear.weight.data
         mod = cls(linear.in_features, linear.out_features, linear.bias is not None, group_size, device=w.device, dtype=w.dtype)
-        mod.qweight, mod.w_scale = pack_int4(_pad_inputs(w, padded_k(w.shape[1])), group_size)
+        k = padded_k(w.shape[1])
+        if hessian is None:
+            mod.qweight, mod.w_scale = pack_int4(_pad_inputs(w, k), group_size)
+        else:
+            from hprune.quant.gptq import gptq_codes
+
+            assert group_size == 0, "GPTQ rounding keeps one scale per row"
+            scale = row_scales(w)
+            mod.qweight, mod.w_scale = pack_codes(_pad_inputs(gptq_codes(w, hessian, scale), k)), scale.to(torch.bfloat16)
         if linear.bias is not None:
             mod.bias.data.copy_(linear.bias.data)
         return mod

@@ -29,9 +29,11 @@ class W4Fp8Backend(Backend):
     def supports(self, linear: nn.Linear) -> bool:
         return supports(linear)
 
-    def convert(self, model, names, config):
+    def convert(self, model, names, config, hessians: dict | None = None):
+        """`hessians` (name -> H, from hprune.quant.gptq): those layers' codes rounded by GPTQ; the rest to nearest."""
         for name in names:
-            replace_module(model, name, W4Fp8Linear.from_linear(model.get_submodule(name), config.group_size))
+            hessian = (hessians or {}).get(name)
+            replace_module(model, name, W4Fp8Linear.from_linear(model.get_submodule(name), config.group_size, hessian))
 
     def restore(self, model, names, state, config, device):
         for name in names:

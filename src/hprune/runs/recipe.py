@@ -74,6 +74,11 @@ class DataSettings:
 @dataclass
 class QuantSettings:
     backend: str = "none"  # none | bnb-nf4 | torchao-int4 | w4fp8 | ... (`hprune quantize --help`)
+    rounding: str = "auto"  # auto: the backend's default (w4fp8: gptq, on the analysis prompts) | gptq | nearest
+
+    def __post_init__(self):
+        if self.rounding not in ("auto", "gptq", "nearest"):
+            raise HpruneError(f"quantize.rounding must be auto, gptq or nearest, got {self.rounding!r}.")
 
 
 @dataclass

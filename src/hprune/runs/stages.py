@@ -109,14 +109,31 @@ def quantize(ctx: RunContext) -> str:
         from hprune.quant.quantize import QuantConfig, quantize_
 
         model = ctx.load_model(source)
-        result = quantize_(model, QuantConfig(backend=backend))
+        config = QuantConfig(backend=backend, rounding=_rounding(ctx))
+        result = quantize_(model, config, calibration=_calibration(ctx) if config.rounding == "gptq" else None)
         save(model, ctx.layout.quantized, overwrite=True)
-        final, summary = ctx.layout.quantized, f"{backend}: {_describe_quant(result)}"
+        how = " (GPTQ rounding)" if config.rounding == "gptq" else ""
+        final, summary = ctx.layout.quantized, f"{backend}{how}: {_describe_quant(result)}"
     model = ctx.load_model(final)
     if backend == "none":  # trained in float32 maybe; shipped in the teacher's own dtype
         cast_(model, _teacher_dtype(ctx))
     save(model, ctx.layout.model, source=ctx.model, overwrite=True)
     return f"{summary}; the compressed model is {ctx.layout.model}"
+
+
+def _rounding(ctx: RunContext) -> str:
+    from hprune.quant.names import DEFAULT_ROUNDING
+
+    rounding = ctx.recipe.quantize.rounding
+    return DEFAULT_ROUNDING.get(ctx.recipe.quantize.backend, "nearest") if rounding == "auto" else rounding
+
+
+def _calibration(ctx: RunContext):
+    """GPTQ's calibration images: the model draws the shapes train split, or the analysis prompts."""
+    from hprune.quant.calibration import default_calibration
+
+    prompts = None if ctx.is_shapes else (ctx.recipe.analysis.prompts or None)
+    return default_calibration(ctx.pipe(), prompts, batch_size=ctx.recipe.evaluate.batch_size)
 
 
 def cast_(model, dtype) -> None:

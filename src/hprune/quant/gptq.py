@@ -1,0 +1,124 @@
+"""GPTQ rounding of int4 weights against calibration activations.
+
+Round-to-nearest int4 minimises each weight's own error; GPTQ (Frantar et al.,
+"GPTQ: Accurate Post-Training Quantization for Generative Pre-trained
+Transformers", ICLR 2023, Algorithm 1) minimises the layer's output error
+||X W^T - X Q^T||^2 over calibration inputs X instead: it rounds one input
+column at a time and spreads that column's rounding error over the columns
+not yet rounded, weighted by the inverse of H = X^T X. The stored format is
+unchanged (codes -8..7 and one scale per row, as `w4fp8.pack_int4`), so the
+fast kernels and saved folders are the same; only the codes differ.
+
+`collect_hessians` gathers H for chosen linears while a calibration function
+runs the model (e.g. sampling a few prompts); layers fed the same tensor
+(q, k and v) share one H. `gptq_codes` rounds one weight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import torch
+import torch.nn as nn
+
+DAMP = 0.01  # H += DAMP * mean(diag H) * I, the reference implementation's percdamp
+BLOCK = 128  # columns updated lazily together (Algorithm 1's B)
+
+
+class _Accumulator:
+    """Running H = sum over calibration tokens of x x^T (float32 [K, K]), for one input tensor."""
+
+    def __init__(self):
+        self.hessian, self.tokens = None, 0
+
+    def add(self, x: torch.Tensor) -> None:
+        x2 = x.detach().reshape(-1, x.shape[-1]).float()
+        if self.hessian is None:
+            self.hessian = torch.zeros(x2.shape[1], x2.shape[1], dtype=torch.float32, device=x2.device)
+        self.hessian.addmm_(x2.t(), x2)
+        self.tokens += x2.shape[0]
+
+
+@contextmanager
+def _input_hooks(model: nn.Module, names: list[str], sink: Callable[[str, torch.Tensor], None]):
+    handles = [model.get_submodule(n).register_forward_pre_hook(lambda m, args, n=n: sink(n, args[0])) for n in names]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def collect_hessians(model: nn.Module, names: list[str], calibrate: Callable[[], object]) -> dict[str, torch.Tensor]:
+    """H (float32 [in_features, in_features], on the layer's device) of every linear in `names`,
+    summed over the input tokens `calibrate()` feeds it. Linears called one after another with
+    the same input tensor (attention's to_q, to_k, to_v) share one H object.
+
+    A layer `calibrate` never calls is left out of the result."""
+    shared: dict[str, str] = {}  # layer -> the layer whose H it shares, decided on the first call
+    acc = {n: _Accumulator() for n in names}
+    last: list = [None, None]  # (layer, input) of the previous hook call
+
+    def sink(name: str, x: torch.Tensor) -> None:
+        if name not in shared:
+            shared[name] = shared[last[0]] if last[1] is x else name
+        if shared[name] == name:
+            acc[name].add(x)
+        last[:] = [name, x]
+
+    with _input_hooks(model, names, sink), torch.no_grad():
+        calibrate()
+    last.clear()
+    return {n: acc[shared[n]].hessian for n in names if n in shared}
+
+
+def gptq_codes(weight: torch.Tensor, hessian: torch.Tensor, scale: torch.Tensor,
+               damp: float = DAMP, block: int = BLOCK, act_order: bool = True) -> torch.Tensor:
+    """int8 codes [N, K] in -8..7 of `weight` [N, K] with one fixed float `scale` per row ([N]),
+    rounded by GPTQ against `hessian` [K, K] (Algorithm 1; columns in decreasing order of
+    diag(H) when `act_order`, the reference implementation's --act-order). Computed in float32
+    on the weight's device. Inputs never seen in calibration (diag(H) = 0) are rounded alone."""
+    w = weight.detach().float().clone()
+    h = hessian.float().clone()
+    dead = torch.diagonal(h) == 0
+    h[dead, dead] = 1.0
+    order = torch.argsort(torch.diagonal(h), descending=True) if act_order else torch.arange(w.shape[1], device=w.device)
+    w, h = w[:, order], h[order][:, order]
+    h.diagonal().add_(damp * torch.diagonal(h).mean())
+    hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+    s = scale.float().view(-1, 1).clamp_min(1e-12)
+    codes = torch.empty_like(w, dtype=torch.int8)
+    for i1 in range(0, w.shape[1], block):
+        i2 = min(i1 + block, w.shape[1])
+        err = _round_block(w[:, i1:i2], hinv[i1:i2, i1:i2], s, codes[:, i1:i2])
+        w[:, i2:] -= err @ hinv[i1:i2, i2:]
+    return codes[:, torch.argsort(order)]
+
+
+def _round_block(w: torch.Tensor, hinv: torch.Tensor, s: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Round the columns of one block in place, each after the earlier ones' errors were spread
+    onto it; returns the scaled errors [N, B] that the columns after the block still take."""
+    err = torch.empty_like(w)
+    for i in range(w.shape[1]):
+        q = (w[:, i:i + 1] / s).round().clamp(-8, 7)
+        codes[:, i:i + 1] = q.to(torch.int8)
+        e = (w[:, i:i + 1] - q * s) / hinv[i, i]
+        w[:, i:] -= e @ hinv[i:i + 1, i:]
+        err[:, i:i + 1] = e
+    return err
+
+
+def hessian_rounds(model: nn.Module, names: list[str], budget_bytes: int) -> list[list[str]]:
+    """`names` cut, in order, into runs whose H (in_features^2 float32 each, counted as if none
+    were shared) fit `budget_bytes`; each run takes one calibration pass. A layer larger than
+    the budget gets a run of its own."""
+    rounds, size = [[]], 0
+    for name in names:
+        need = model.get_submodule(name).in_features ** 2 * 4
+        if rounds[-1] and size + need > budget_bytes:
+            rounds.append([])
+            size = 0
+        rounds[-1].append(name)
+        size += need
+    return [r for r in rounds if r]
