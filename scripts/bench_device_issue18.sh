@@ -44,17 +44,34 @@ case $1 in
   batch4)  # issue 18 item 6: batch 4 (SD3.5 Large 20% and 30%, with the FP8 original)
     timeout -k 5 $(left 570) python3 scripts/bench_table.py --arch sd3.5-large --ratios 0.2,0.3 --batch 4 $common --out "$OUT/sd35-b4" 2>&1 | grep "^|\|^#\|FAILED" | tee -a "$log" ;;
   encoders)  # issue 18 item 6: peak memory with the text encoders resident (T5-XXL torchao-fp8 = 8 bits, w4fp8 = 4 bits)
-    for job in "sd3.5-large 0.2" "flux.1-schnell 0.3"; do set -- $job; for t5 in torchao-fp8 w4fp8; do
+    IFS=, read -ra jobs <<< "${GPTQ_JOBS:-sd3.5-large 0.2,flux.1-schnell 0.3}"  # "ARCH RATIO,ARCH RATIO"
+    for job in "${jobs[@]}"; do set -- $job; for t5 in torchao-fp8 w4fp8; do
       timeout -k 5 $(left 570) python3 -m hprune bench --arch $1 --ratio $2 --quant w4fp8 --compile --cuda-graph \
           --text-encoders --t5-quant $t5 --out "$OUT/enc-$1-$t5" 2>&1 | grep -A3 "^|\|Error\|Traceback" | tee -a "$log"
     done; done
     # one file back instead of eight (a call returns at most 8): every run's rows, labelled by folder
     python3 -c 'import json, pathlib, sys; o = pathlib.Path(sys.argv[1]); print(json.dumps({p.parent.name: json.loads(p.read_text()) for p in sorted(o.glob("enc-*/bench.json"))}, indent=1))' "$OUT" > "$OUT/encoders.json" && rm -rf "$OUT"/enc-* ;;
   gptq)  # what GPTQ rounding costs at real size (random weights and inputs of the real shapes)
-    for job in "sd3.5-large 0.2" "flux.1-schnell 0.3"; do set -- $job
+    IFS=, read -ra jobs <<< "${GPTQ_JOBS:-sd3.5-large 0.2,flux.1-schnell 0.3}"  # "ARCH RATIO,ARCH RATIO"
+    for job in "${jobs[@]}"; do set -- $job
       timeout -k 5 $(left 580) python3 scripts/gptq_cost.py --arch $1 --ratio $2 --out "$OUT/gptq_cost.json" 2>&1 | tail -4 | tee -a "$log"
     done ;;
   encoders+gptq) bash "$0" encoders && bash "$0" gptq; exit ;;
+  encoders-only)  # the text encoders' memory alone (weights, peak while encoding one prompt); docs/benchmarks.md
+    # adds it to the transformer rows measured before, as `hprune bench --text-encoders` does (with_encoders)
+    timeout -k 5 $(left 300) python3 - > "$OUT/encoders.json" 2>> "$log" <<'PY'
+import json, sys
+from hprune.bench.archs import get_arch
+from hprune.bench.text_encoders import encoder_memory
+rows = {}
+for name in ("sd3.5-large", "flux.1-schnell"):
+    arch = get_arch(name)
+    for t5 in (None, "torchao-fp8", "w4fp8"):
+        rows[f"{name} t5={t5 or 'bf16'}"] = encoder_memory(arch.text_encoders, arch.text_tokens - (77 if arch.family == "sd3" else 0), t5)
+        print(name, rows[f"{name} t5={t5 or 'bf16'}"], file=sys.stderr, flush=True)
+print(json.dumps(rows, indent=1))
+PY
+    ;;
   flux-fp8)
     timeout -k 5 $(left 585) python3 scripts/bench_table.py --arch flux.1-schnell --ratios "" --quants "" --no-eager --cuda-graph \
         --fp8-original --out "$OUT/flux-fp8" 2>&1 | grep "^|\|^#\|FAILED" | tee -a "$log" ;;

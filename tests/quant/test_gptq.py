@@ -104,3 +104,13 @@ def test_gptq_on_a_shapes_teacher_has_less_error_than_nearest_and_loads_back(sha
     assert step["config"]["rounding"] == "gptq" and step["calibration"]["images"] == 16
     save(model, tmp_path / "q")
     assert torch.equal(drawn_update(shapes, load(tmp_path / "q")), drawn_update(shapes, model))
+
+
+@pytest.mark.gpu
+def test_gptq_runs_on_the_gpu_and_beats_nearest_there():
+    x = correlated_inputs(n=2048, k=256).cuda()
+    w = torch.randn(128, 256, generator=torch.Generator().manual_seed(3)).cuda()
+    scale = row_scales(w)
+    nearest = (w / scale[:, None]).round().clamp(-8, 7) * scale[:, None]
+    codes = gptq_codes(w, x.t() @ x, scale)
+    assert codes.is_cuda and output_error(x, w, codes.float() * scale[:, None]) < 0.5 * output_error(x, w, nearest)

@@ -221,7 +221,11 @@ def test_a_transformers_text_encoder_is_quantized_and_its_config_recorded():
     # `hprune bench --text-encoders --t5-quant` quantizes a T5 encoder, whose config is no mapping
     from transformers import T5Config, T5EncoderModel
 
-    encoder = T5EncoderModel(T5Config(d_model=128, d_ff=256, d_kv=32, num_heads=4, num_layers=1, vocab_size=64))
-    quantize_(encoder, QuantConfig(backend="w4fp8"))
+    from hprune.bench.text_encoders import T5_KEEP
+
+    encoder = T5EncoderModel(T5Config(d_model=128, d_ff=256, d_kv=32, num_heads=4, num_layers=1, vocab_size=64,
+                                      feed_forward_proj="gated-gelu"))
+    quantize_(encoder, QuantConfig(backend="w4fp8", skip=T5_KEEP["w4fp8"]))
     assert quant_state(encoder) is not None
+    assert encoder(input_ids=torch.tensor([[1, 2, 3]])).last_hidden_state.shape == (1, 3, 128)  # T5 reads wo.weight
     assert base_config(encoder)["d_model"] == 128 and base_config(encoder)["_class_name"] == "T5EncoderModel"

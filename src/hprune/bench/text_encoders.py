@@ -21,6 +21,10 @@ CONFIGS = {
                    feed_forward_proj="gated-gelu", relative_attention_num_buckets=32, is_encoder_decoder=False),
 }
 TOKENS = {"clip-l": 77, "clip-g": 77}
+# transformers' T5 reads `wo.weight.dtype` in every feed-forward (and keeps `wo` in float32 for fp16:
+# its _keep_in_fp32_modules), so a 4-bit module without a `weight` cannot replace it: w4fp8 keeps the
+# 24 `wo` projections (1.0B of T5-XXL's 4.8B parameters) in 16 bit
+T5_KEEP = {"w4fp8": ("*.wo",)}
 
 
 def build_encoder(name: str, device="cuda", dtype=torch.bfloat16, **overrides):
@@ -49,7 +53,7 @@ def encoder_memory(names: tuple[str, ...], t5_tokens: int, t5_quant: str | None)
     for name in names:
         enc = build_encoder(name)
         if name == "t5-xxl" and t5_quant:
-            quantize_(enc, QuantConfig(backend=t5_quant))
+            quantize_(enc, QuantConfig(backend=t5_quant, skip=T5_KEEP.get(t5_quant)))
         encoders[name] = enc
         weights += weight_bytes(enc)
     torch.cuda.empty_cache()

@@ -33,10 +33,16 @@ class _Accumulator:
         self.hessian, self.tokens = None, 0
 
     def add(self, x: torch.Tensor) -> None:
-        x2 = x.detach().reshape(-1, x.shape[-1]).float()
+        x2 = x.detach().reshape(-1, x.shape[-1])
         if self.hessian is None:
             self.hessian = torch.zeros(x2.shape[1], x2.shape[1], dtype=torch.float32, device=x2.device)
-        self.hessian.addmm_(x2.t(), x2)
+        precision = torch.get_float32_matmul_precision()
+        if x2.dtype in (torch.bfloat16, torch.float16):  # TF32 holds 16-bit inputs exactly and sums in float32: 8x faster
+            torch.set_float32_matmul_precision("high")
+        try:
+            self.hessian.addmm_(x2.t().float(), x2.float())
+        finally:
+            torch.set_float32_matmul_precision(precision)
         self.tokens += x2.shape[0]
 
 
