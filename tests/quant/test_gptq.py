@@ -1,4 +1,5 @@
 import copy
+import warnings
 
 import pytest
 import torch
@@ -39,6 +40,18 @@ def test_with_uncorrelated_inputs_gptq_is_round_to_nearest():
     scale = row_scales(w)
     codes = gptq_codes(w, torch.eye(256), scale, act_order=False)
     assert torch.equal(codes.float(), (w / scale[:, None]).round().clamp(-8, 7))
+
+
+def test_an_h_float32_finds_indefinite_gets_more_damping_and_one_that_stays_so_rounds_to_nearest():
+    w = torch.randn(8, 128, generator=torch.Generator().manual_seed(4))
+    scale = row_scales(w)
+    nearest = (w / scale[:, None]).round().clamp(-8, 7)
+    indefinite_at_first = torch.diag(torch.tensor([100.0] * 127 + [-5.0]))  # 1% damping leaves -4, 10% does not
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # damped more, not given up on
+        assert torch.equal(gptq_codes(w, indefinite_at_first, scale, act_order=False).float(), nearest)
+    with pytest.warns(UserWarning, match="rounded to nearest"):
+        assert torch.equal(gptq_codes(w, -torch.eye(128), scale).float(), nearest)
 
 
 def test_hessians_sum_the_inputs_and_layers_fed_the_same_tensor_share_one():

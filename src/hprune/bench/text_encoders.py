@@ -8,6 +8,8 @@ quantize_), since T5-XXL alone is 9 GiB in bf16.
 
 from __future__ import annotations
 
+import gc
+
 import torch
 
 from hprune.bench.measure import GIB
@@ -47,6 +49,10 @@ def encoder_memory(names: tuple[str, ...], t5_tokens: int, t5_quant: str | None)
     """Weights of all encoders together and the peak while they encode one prompt (GiB)."""
     from hprune.quant.quantize import QuantConfig, quantize_, weight_bytes
 
+    # a previous call's encoders (torchao's tensor subclasses sit in reference cycles) must be gone
+    # before `base` is read, or their late release makes this call's peak look smaller than its weights
+    gc.collect()
+    torch.cuda.empty_cache()
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
     encoders, weights = {}, 0

@@ -16,6 +16,7 @@ runs the model (e.g. sampling a few prompts); layers fed the same tensor
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 
@@ -91,15 +92,34 @@ def gptq_codes(weight: torch.Tensor, hessian: torch.Tensor, scale: torch.Tensor,
     h[dead, dead] = 1.0
     order = torch.argsort(torch.diagonal(h), descending=True) if act_order else torch.arange(w.shape[1], device=w.device)
     w, h = w[:, order], h[order][:, order]
-    h.diagonal().add_(damp * torch.diagonal(h).mean())
-    hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
     s = scale.float().view(-1, 1).clamp_min(1e-12)
+    hinv = _inverse_cholesky(h, damp)
+    if hinv is None:
+        warnings.warn("GPTQ: a layer's H is not positive definite even with 100x the damping, in float64; "
+                      "its weights are rounded to nearest", stacklevel=2)
+        return (weight.float() / s).round().clamp(-8, 7).to(torch.int8)
     codes = torch.empty_like(w, dtype=torch.int8)
     for i1 in range(0, w.shape[1], block):
         i2 = min(i1 + block, w.shape[1])
         err = _round_block(w[:, i1:i2], hinv[i1:i2, i1:i2], s, codes[:, i1:i2])
         w[:, i2:] -= err @ hinv[i1:i2, i2:]
     return codes[:, torch.argsort(order)]
+
+
+def _inverse_cholesky(h: torch.Tensor, damp: float) -> torch.Tensor | None:
+    """Upper Cholesky factor of (H + damping)^-1, Algorithm 1's Hinv. Where float32 finds the damped H
+    not positive definite (inputs of very unequal scale: random-weight models at real size), the
+    damping grows 10x, then 100x, then the last try is in float64; None if every try fails."""
+    mean = torch.diagonal(h).mean()
+    for factor, dtype in ((1, torch.float32), (10, torch.float32), (100, torch.float32), (100, torch.float64)):
+        damped = h.to(dtype)
+        damped.diagonal().add_(damp * factor * mean.to(dtype))
+        lower, info = torch.linalg.cholesky_ex(damped)
+        if info == 0:
+            upper, info = torch.linalg.cholesky_ex(torch.cholesky_inverse(lower), upper=True)
+            if info == 0 and torch.isfinite(upper).all():
+                return upper.float()
+    return None
 
 
 def _round_block(w: torch.Tensor, hinv: torch.Tensor, s: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
