@@ -76,3 +76,11 @@ def test_gptq_asked_for_a_bare_transformer_folder_is_one_sentence_and_writes_not
     err = capsys.readouterr().err
     assert "--rounding gptq draws calibration images with the model's pipeline" in err
     assert "Traceback" not in err and not (tmp_path / "q").exists()
+
+
+def test_a_missing_calibration_prompt_file_is_one_sentence_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "q"
+    assert main(["quantize", "shapes-sd3", "--device", "cpu", "--calibration-prompts", str(tmp_path / "nope.txt"),
+                 "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "nope.txt does not exist" in err and "Traceback" not in err and not out.exists()

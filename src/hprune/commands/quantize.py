@@ -105,14 +105,17 @@ def _rounding(args) -> str:
 def _model_and_calibration(args, config, device):
     """The model to quantize and, for GPTQ, its Calibration (the model inside its own pipeline)."""
     from hprune.folders import load, load_pipeline
+    from hprune.model.sampling import is_diffusers
     from hprune.quant.calibration import default_calibration
+    from hprune.runs.prompts import read_prompts
 
     if config.rounding != "gptq":
         return load(args.model_dir, torch_dtype=config.torch_compute_dtype, device=device), None
     if args.calibration_images < 1:
         raise HpruneError(f"--calibration-images must be at least 1, got {args.calibration_images}.")
     pipe = load_pipeline(args.model_dir, torch_dtype=config.torch_compute_dtype, device=device)
-    calibration = default_calibration(pipe, args.calibration_prompts, args.calibration_images)
+    prompts = read_prompts(args.calibration_prompts) if args.calibration_prompts or is_diffusers(pipe) else None
+    calibration = default_calibration(pipe, prompts, args.calibration_images)
     calibration.progress = True
     return pipe.transformer, calibration
 

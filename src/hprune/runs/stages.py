@@ -132,7 +132,9 @@ def _calibration(ctx: RunContext):
     """GPTQ's calibration images: the model draws the shapes train split, or the analysis prompts."""
     from hprune.quant.calibration import default_calibration
 
-    prompts = None if ctx.is_shapes else (ctx.recipe.analysis.prompts or None)
+    from hprune.runs.prompts import read_prompts
+
+    prompts = None if ctx.is_shapes else read_prompts(ctx.recipe.analysis.prompts)
     return default_calibration(ctx.pipe(), prompts, batch_size=ctx.recipe.evaluate.batch_size)
 
 
