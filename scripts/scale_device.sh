@@ -7,6 +7,7 @@
 #   both, for the scaling ratio (kind nvidia-h200-x2): bash scripts/scale_device.sh scaling
 #   the whole student (no PWP), if time remains: bash scripts/scale_device.sh whole-one | whole-two
 #   FLUX.1 schnell (4,096 + 512 tokens, a late-blocks 20% plan), one GPU: bash scripts/scale_device.sh flux-one
+#   FLUX.1 schnell on one GPU and on two (DDP), batch 1 and 2 (kind nvidia-h200-x2): bash scripts/scale_device.sh flux-scaling
 # Issue 19, items 2-3: generation throughput of SD3.5 Large and FLUX.1 schnell (1024x1024, 4 steps, batch
 # 1-8, eager and compiled, the fastest attention backend, VAE decode) and the projected GPU-hours of the
 # paper's contribution analysis and of `hprune profile --fast` (scripts/scale_generate.py), one GPU:
@@ -18,7 +19,7 @@
 # starting rows when less than a minute of its budget (BUDGET_S, default 570 s) is left.
 # SCALE_DRY=1 runs the same stages at tiny width on CPU, uncompiled (a check of this script).
 set -o pipefail
-stage=${1:?which stage: one, two, scaling, whole-one, whole-two, flux-one or generate}
+stage=${1:?which stage: one, two, scaling, whole-one, whole-two, flux-one, flux-scaling or generate}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 log="$OUT/scale-$stage.log"
@@ -78,6 +79,12 @@ case $stage in
   flux-one)
     flux="--arch flux.1-schnell --ratio 0.2 --resolution 1024 --warmup 3 --steps 5"
     for b in 1 2; do row $one_gpu $flux --task distill-pwp --batch $b $compile; done ;;
+  flux-scaling)  # FLUX.1 schnell on one and two GPUs in one call (kind nvidia-h200-x2), the ratio of rows of one loop
+    flux="--arch flux.1-schnell --ratio 0.2 --resolution 1024 --warmup 3 --steps 5"
+    for b in 1 2; do
+      row $one_gpu $flux --task distill-pwp --batch $b $compile
+      row $two_gpus $flux --task distill-pwp --batch $b $compile --strategy ddp
+    done ;;
   generate)  # one process per arch, each stopping its rows within its share of what is left
     [ -n "$SCALE_DRY" ] && dry="--tiny --resolution 64 --warmup 1 --repeats 1"
     archs=(${GENERATE_ARCHS:-sd3.5-large flux.1-schnell})
@@ -85,6 +92,6 @@ case $stage in
       share=$(( ($(left) - 20) / (${#archs[@]} - i) ))
       row python3 scripts/scale_generate.py --arch "${archs[$i]}" $compile --budget-s $share
     done ;;
-  *) echo "unknown stage $stage: one, two, whole-one, whole-two, flux-one or generate" >&2; exit 2 ;;
+  *) echo "unknown stage $stage: one, two, scaling, whole-one, whole-two, flux-one, flux-scaling or generate" >&2; exit 2 ;;
 esac
 echo "elapsed $(( $(date +%s) - start )) s" | tee -a "$log"
