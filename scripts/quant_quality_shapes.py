@@ -175,8 +175,8 @@ def _packer(variant: str):
     variant = _base(variant)
     if variant in ("w4fp8", "w4-only") or variant.startswith("w4fp8@"):
         return (lambda w: pack_int4(w, 0)), variant != "w4-only"
-    if variant == "w4fp8-gptq":
-        return "gptq", True
+    if GPTQ_VARIANT.match(variant):
+        return "gptq", not variant.startswith("w4-only")
     if variant.startswith("w4fp8-g"):
         gs = int(variant[len("w4fp8-g"):])
         return (lambda w: pack_int4(w, gs)), True
@@ -190,17 +190,29 @@ def _packer(variant: str):
 # --- GPTQ (hprune.quant.gptq) --------------------------------------------------------------------
 
 CALIB_PER_CATEGORY = 8  # train-split prompts per category whose sampling runs give GPTQ its inputs
+# w4fp8-gptq (the default's rounding) and its candidates: w4-only-gptq (FP8 activations off: the weight
+# error alone), -mse (per-row scales chosen by search_clip before GPTQ), -cNN (every row's scale at
+# NN% of absmax / 7), -calN (N train prompts per category instead of CALIB_PER_CATEGORY)
+GPTQ_VARIANT = re.compile(r"^(w4fp8|w4-only)-gptq(?P<clip>-mse|-c\d\d)?(?:-cal(?P<cal>\d+))?$")
 
 
-def calibration_hessians(pipe, model: nn.Module) -> dict:
-    """H of every candidate linear of `model` over its own sampling of CALIB_PER_CATEGORY train prompts
-    per category (eval_steps steps), cached on the model."""
+def gptq_options(variant: str) -> tuple[str | None, int]:
+    """GPTQ variant name (without a -keep suffix) -> (clip: None, "mse" or "0.NN", calibration prompts per category)."""
+    m = GPTQ_VARIANT.match(variant)
+    clip = m["clip"] and (m["clip"][1:] if m["clip"] == "-mse" else f"0.{m['clip'][2:]}")
+    return clip, int(m["cal"] or CALIB_PER_CATEGORY)
+
+
+def calibration_hessians(pipe, model: nn.Module, per_category: int = CALIB_PER_CATEGORY) -> dict:
+    """H of every candidate linear of `model` over its own sampling of `per_category` train prompts
+    per category (eval_steps steps), cached on the model per calibration size."""
     from hprune.experiments.ablate import AblateConfig
     from hprune.quant.gptq import collect_hessians
     from hprune.toy.splits import eval_set
 
-    if getattr(model, "_gptq_hessians", None) is None:
-        items = eval_set("train", CALIB_PER_CATEGORY)
+    cache = model.__dict__.setdefault("_gptq_hessians", {})
+    if per_category not in cache:
+        items = eval_set("train", per_category)
 
         def run():
             old, pipe.transformer = pipe.transformer, model
@@ -210,18 +222,23 @@ def calibration_hessians(pipe, model: nn.Module) -> dict:
                     pipe([x.prompt for x in b], num_inference_steps=AblateConfig().eval_steps, seeds=[x.seed for x in b])
             finally:
                 pipe.transformer = old
-        model._gptq_hessians = collect_hessians(model, quantized_names(model), run)
-    return model._gptq_hessians
+        cache[per_category] = collect_hessians(model, quantized_names(model), run)
+    return cache[per_category]
 
 
-def gptq_weight(model: nn.Module, name: str) -> torch.Tensor:
-    """The GPTQ-rounded int4 weight of layer `name` (float32 [N, K], per-row absmax scales)."""
+def gptq_weight(model: nn.Module, name: str, variant: str = "w4fp8-gptq") -> torch.Tensor:
+    """The GPTQ-rounded int4 weight of layer `name` (float32 [N, K]) with `variant`'s per-row scales
+    and calibration (gptq_options); calibration_hessians must have run for it."""
     from hprune.quant.gptq import gptq_codes
     from hprune.quant.w4fp8 import row_scales
 
+    clip, per_category = gptq_options(variant)
     w = model.get_submodule(name).weight.data.float()
-    scale = row_scales(w)
-    return gptq_codes(w, model._gptq_hessians[name], scale).float() * scale[:, None]
+    if clip == "mse":
+        scale = search_clip(w)[0].view(-1)
+    else:
+        scale = row_scales(w * float(clip)) if clip else row_scales(w)
+    return gptq_codes(w, model._gptq_hessians[per_category][name], scale).float() * scale[:, None]
 
 
 def build_variant(model: nn.Module, variant: str, real: bool = False) -> nn.Module:
@@ -247,7 +264,7 @@ def build_variant(model: nn.Module, variant: str, real: bool = False) -> nn.Modu
             lin = out.get_submodule(name)
             k = lin.in_features
             if pack == "gptq":
-                replace_module(out, name, FakeQuantLinear(gptq_weight(model, name), lin.bias, fp8))
+                replace_module(out, name, FakeQuantLinear(gptq_weight(model, name, _base(variant)), lin.bias, fp8))
                 continue
             if pack is None:
                 replace_module(out, name, FakeQuantLinear(lin.weight.data, lin.bias, fp8))
@@ -268,7 +285,7 @@ def build_variant(model: nn.Module, variant: str, real: bool = False) -> nn.Modu
 def weight_error(model: nn.Module, variant: str) -> float | None:
     """||W_q - W|| / ||W|| over every quantized linear (None: no weight quantization)."""
     pack, _ = _packer(variant)
-    if pack is None or variant.startswith("w4fp8@"):
+    if pack is None or pack == "gptq" or variant.startswith("w4fp8@"):
         return None
     num = den = 0.0
     for name in quantized_names(model):
@@ -515,7 +532,13 @@ def main(argv=None) -> int:
     ap.add_argument("--exact", action="store_true", help="phase 2 through W4Fp8Linear (about 1.5x slower) "
                                                           "instead of FakeQuantLinear")
     ap.add_argument("--models", default=None, help="comma-separated subset, e.g. shapes-sd3/hpp+pwp-0.2,shapes-sd3")
+    ap.add_argument("--phase1-variants", default=None,
+                    help="comma-separated phase-1 variants (FakeQuantLinear) instead of PHASE1, e.g. "
+                         "w4fp8-gptq-keep-io,w4fp8-gptq-mse-keep-io")
     args = ap.parse_args(argv)
+    if args.phase1_variants:
+        global PHASE1
+        PHASE1 = [(v, False) for v in args.phase1_variants.split(",")]
 
     from hprune.core.files import write_json
     from hprune.experiments.ablate import AblateConfig, degradation
@@ -562,8 +585,10 @@ def main(argv=None) -> int:
                 continue
             if teacher not in captured:
                 captured[teacher] = capture_calls(pipe_of(teacher), cfg.eval_steps)
-            result["phase1"][name] = run_phase1(model_of(name, teacher, row, path), *captured[teacher],
-                                                result["phase1"].get(name))
+            model = model_of(name, teacher, row, path)
+            for variant in {_base(v) for v, _ in PHASE1 if GPTQ_VARIANT.match(_base(v))}:
+                calibration_hessians(pipe_of(teacher), model, gptq_options(variant)[1])
+            result["phase1"][name] = run_phase1(model, *captured[teacher], result["phase1"].get(name))
             print(f"phase 1 {name}: " + ", ".join(f"{k} {v['update_error']:.4f}" for k, v in result["phase1"][name].items()
                                                    if isinstance(v, dict) and "update_error" in v), flush=True)
             save()
@@ -597,8 +622,8 @@ def main(argv=None) -> int:
                 if variant in done:
                     continue
                 model = model if model is not None else model_of(name, teacher, row, path)
-                if "gptq" in variant:
-                    calibration_hessians(pipe_of(teacher), model)
+                if GPTQ_VARIANT.match(_base(variant)):
+                    calibration_hessians(pipe_of(teacher), model, gptq_options(_base(variant))[1])
                 s = score(pipe_of(teacher), build_variant(model, variant, args.exact), cfg)
                 s["degradation"] = degradation(ref, s)
                 if variant != "none":
