@@ -18,3 +18,5 @@ for _wheel in "${_device_wheels[@]}"; do
       && touch "$_mark" || return 1
 done
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
+# bitsandbytes travels unpacked (its wheel is 42 MB; see scale_device.sh): used where carried
+if [ -d .whl-bnb/bitsandbytes ]; then export PYTHONPATH=$PYTHONPATH:$PWD/.whl-bnb; fi

@@ -34,9 +34,8 @@ if [ -n "$SCALE_DRY" ]; then
 else
   . scripts/device_site.sh diffusers || exit 1
   # bitsandbytes' wheel (42 MB) does not fit the 64 MiB a call carries; .whl-bnb holds it unpacked with
-  # only the CUDA 13 and CPU libraries (8 MB): cd .whl-bnb && unzip ../bitsandbytes-0.50.2-*.whl, then
+  # only the CUDA 13 and CPU libraries (4.5 MB; device_site.sh puts it on PYTHONPATH): cd .whl-bnb && unzip ../bitsandbytes-0.50.2-*.whl, then
   # delete libbitsandbytes_{cuda11*,cuda12*,rocm*,xpu*}.so
-  [ -d .whl-bnb/bitsandbytes ] && export PYTHONPATH=$PWD/.whl-bnb:$PYTHONPATH
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader | tee "$log"
 fi
 python3 -c 'import torch, diffusers, accelerate; print(torch.__version__, diffusers.__version__, accelerate.__version__)' | tee -a "$log"
