@@ -162,6 +162,18 @@ def layer_group(name: str) -> str:
     return "out" if name == "proj_out" else "in"  # context_embedder, x_embedder
 
 
+def layer_subgroup(name: str) -> str:
+    """attn and mlp split by what feeds the layer: attn-in (q, k, v: the modulated norm's output),
+    attn-out (the attention's output), mlp-in (the modulated norm's output), mlp-out (GELU's output;
+    FLUX's single-block proj_out reads attention and GELU outputs together); else layer_group."""
+    group = layer_group(name)
+    if group == "attn":
+        return "attn-out" if re.search(r"\.to_(add_)?out(\.0)?$", name) else "attn-in"
+    if group == "mlp":
+        return "mlp-out" if re.search(r"\.net\.2$|^single_transformer_blocks\.\d+\.proj_out$", name) else "mlp-in"
+    return group
+
+
 def _kept(variant: str) -> tuple[str, ...]:
     return next((names for suffix, names in KEEP.items() if variant.endswith(suffix)), ())
 
@@ -182,7 +194,7 @@ def _packer(variant: str):
         return (lambda w: pack_int4(w, gs)), True
     if variant == "w4fp8-mse":
         return (lambda w: pack_int4_mse(w, 0)), True
-    if variant == "a8-only":
+    if variant == "a8-only" or variant.startswith("a8-only@"):
         return None, True
     raise ValueError(f"unknown variant {variant}")
 
@@ -259,7 +271,7 @@ def build_variant(model: nn.Module, variant: str, real: bool = False) -> nn.Modu
     out = copy.deepcopy(model)
     with torch.no_grad():
         for name in quantized_names(model):
-            if (only and layer_group(name) != only) or name in keep:
+            if (only and only not in (layer_group(name), layer_subgroup(name))) or name in keep:
                 continue
             lin = out.get_submodule(name)
             k = lin.in_features
