@@ -81,6 +81,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--tiny", action="store_true", help="a 4-block model: a CPU dry run of the script")
+    ap.add_argument("--roundings", default="nearest,gptq", help="which to time, in one process each after the other")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
 
     row = {"arch": args.arch, "ratio": args.ratio, "resolution": args.resolution, "images": args.images,
            "batch": args.batch, "steps": args.steps, "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu"}
-    for rounding in ("nearest", "gptq"):
+    for rounding in args.roundings.split(","):
         arch, model = build(args.arch, args.ratio, args.tiny, args.device)
         calibration = RandomCalibration(arch, model, args.resolution, args.images, args.batch, args.steps)
         if args.device == "cuda":

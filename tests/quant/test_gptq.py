@@ -9,7 +9,7 @@ from hprune.core.errors import HpruneError
 from hprune.core.provenance import steps_of
 from hprune.folders import load, save
 from hprune.quant.calibration import default_calibration
-from hprune.quant.gptq import collect_hessians, gptq_codes, hessian_rounds
+from hprune.quant.gptq import collect_hessians, gptq_codes, gptq_codes_many, hessian_rounds
 from hprune.quant.quantize import QuantConfig, quantize_
 from hprune.quant.w4fp8 import row_scales
 from hprune.toy.pipeline import load_pipeline
@@ -52,6 +52,24 @@ def test_an_h_float32_finds_indefinite_gets_more_damping_and_one_that_stays_so_r
         assert torch.equal(gptq_codes(w, indefinite_at_first, scale, act_order=False).float(), nearest)
     with pytest.warns(UserWarning, match="rounded to nearest"):
         assert torch.equal(gptq_codes(w, -torch.eye(128), scale).float(), nearest)
+
+
+def test_layers_rounded_together_get_the_codes_each_gets_alone():
+    g = torch.Generator().manual_seed(5)
+    layers = []
+    for i, (n, k) in enumerate([(16, 256), (24, 384), (16, 256), (16, 256), (24, 384)]):  # two shapes, interleaved; blocks of 128
+        x = correlated_inputs(k=k, seed=10 + i)
+        w = torch.randn(n, k, generator=g)
+        layers.append((w, x.t() @ x, row_scales(w)))
+    layers.append((layers[0][0], -torch.eye(256), layers[0][2]))  # one that falls back to nearest, inside a batch
+    with pytest.warns(UserWarning, match="rounded to nearest"):
+        alone = [gptq_codes(*layer) for layer in layers]
+    for batch_bytes in (2**30, 256 * 256 * 4 * 2):  # all of a shape at once; two at a time
+        with pytest.warns(UserWarning, match="rounded to nearest"):
+            together = gptq_codes_many(layers, batch_bytes=batch_bytes)
+        assert len(together) == len(layers)
+        for a, b in zip(alone, together):
+            assert torch.equal(a, b)
 
 
 def test_hessians_sum_the_inputs_and_layers_fed_the_same_tensor_share_one():

@@ -250,20 +250,18 @@ class W4Fp8Linear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype, device=device), requires_grad=False) if bias else None
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, group_size: int, hessian: torch.Tensor | None = None) -> "W4Fp8Linear":
-        """`hessian` (float32 [in, in], per-row scales only): codes rounded by GPTQ against it
-        (hprune.quant.gptq) instead of to nearest; same scales, same format."""
+    def from_linear(cls, linear: nn.Linear, group_size: int, codes: torch.Tensor | None = None) -> "W4Fp8Linear":
+        """`codes` (int8 [out, in] in -8..7, per-row scales only): codes rounded elsewhere against
+        row_scales(weight), e.g. by GPTQ (hprune.quant.gptq), stored instead of rounding to nearest;
+        same scales, same format."""
         w = linear.weight.data
         mod = cls(linear.in_features, linear.out_features, linear.bias is not None, group_size, device=w.device, dtype=w.dtype)
         k = padded_k(w.shape[1])
-        if hessian is None:
+        if codes is None:
             mod.qweight, mod.w_scale = pack_int4(_pad_inputs(w, k), group_size)
         else:
-            from hprune.quant.gptq import gptq_codes
-
-            assert group_size == 0, "GPTQ rounding keeps one scale per row"
-            scale = row_scales(w)
-            mod.qweight, mod.w_scale = pack_codes(_pad_inputs(gptq_codes(w, hessian, scale), k)), scale.to(torch.bfloat16)
+            assert group_size == 0, "precomputed codes keep one scale per row"
+            mod.qweight, mod.w_scale = pack_codes(_pad_inputs(codes, k)), row_scales(w).to(torch.bfloat16)
         if linear.bias is not None:
             mod.bias.data.copy_(linear.bias.data)
         return mod

@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from hprune.quant import Backend, replace_module
 from hprune.quant import w4fp8
-from hprune.quant.w4fp8 import W4Fp8Linear, fp8_compute, supports
+from hprune.quant.w4fp8 import W4Fp8Linear, fp8_compute, row_scales, supports
 
 
 class W4Fp8Backend(Backend):
@@ -30,10 +30,18 @@ class W4Fp8Backend(Backend):
         return supports(linear)
 
     def convert(self, model, names, config, hessians: dict | None = None):
-        """`hessians` (name -> H, from hprune.quant.gptq): those layers' codes rounded by GPTQ; the rest to nearest."""
+        """`hessians` (name -> H, from hprune.quant.gptq): those layers' codes rounded by GPTQ, same-shape
+        layers together (iter_gptq_codes), each layer replaced as its codes come; the rest to nearest."""
+        from hprune.quant.gptq import iter_gptq_codes
+
+        rounded = [n for n in names if n in (hessians or {})]
+        layers = [(w, hessians[n], row_scales(w)) for n, w in ((n, model.get_submodule(n).weight.data) for n in rounded)]
+        for i, codes in iter_gptq_codes(layers):
+            replace_module(model, rounded[i], W4Fp8Linear.from_linear(model.get_submodule(rounded[i]), config.group_size, codes))
+            layers[i] = None  # its batch is done: the 16-bit weight goes with the module it left
         for name in names:
-            hessian = (hessians or {}).get(name)
-            replace_module(model, name, W4Fp8Linear.from_linear(model.get_submodule(name), config.group_size, hessian))
+            if name not in (hessians or {}):
+                replace_module(model, name, W4Fp8Linear.from_linear(model.get_submodule(name), config.group_size))
 
     def restore(self, model, names, state, config, device):
         for name in names:
