@@ -28,10 +28,10 @@ import numpy as np
 
 def paired_interval(ref, row, resamples: int = 2000, seed: int = 0) -> list[float]:
     """95% interval of degradation(ref -> row) over resampled images (stratified by category)."""
-    from hprune.metrics.intervals import _degradation, _scores, stratified_indices
+    from hprune.metrics.intervals import seed_mean_degradation, stratified_indices
 
     idx = stratified_indices(ref.category, resamples, np.random.default_rng(seed))
-    d = _degradation(_scores(ref, idx), _scores(row, idx))
+    d = seed_mean_degradation(ref, [row], idx)
     return [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))]
 
 
