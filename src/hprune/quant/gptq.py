@@ -11,7 +11,8 @@ fast kernels and saved folders are the same; only the codes differ.
 
 `collect_hessians` gathers H for chosen linears while a calibration function
 runs the model (e.g. sampling a few prompts); layers fed the same tensor
-(q, k and v) share one H. `gptq_codes` rounds one weight.
+(q, k and v) share one H. `gptq_codes` rounds one weight; `iter_gptq_codes`
+rounds many, stacking layers of one shape so that they share each column step.
 """
 
 from __future__ import annotations
