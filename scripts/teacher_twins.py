@@ -11,7 +11,7 @@ calibrated on the train split), on the same test prompts and seeds (--per-catego
 issue's 256 by default). `degradation` is the mean relative drop of ShapesEval's semantic and quality
 scores against the float32 teacher (hprune.experiments.ablate.degradation); its 95% interval resamples
 the images within each category, paired (hprune.metrics.intervals). Results are written after every
-evaluation and a rerun with the same --out resumes. Runs on the GPU when there is one, else on CPU
+evaluation (per-image scores beside it, as .npz) and a rerun with the same --out resumes. Runs on the GPU when there is one, else on CPU
 (w4fp8 through its CPU reference, 2-3x slower than float32).
 """
 
@@ -44,7 +44,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from hprune.core.files import write_json
-    from hprune.experiments.ablate import AblateConfig, _device, _quantized, degradation, score_transformer
+    from hprune.experiments.ablate import (
+        AblateConfig, _device, _quantized, degradation, load_per_image, save_per_image, score_transformer,
+    )
     from hprune.toy.pipeline import load_pipeline
 
     cfg = AblateConfig(split="test", per_category=args.per_category)
@@ -53,7 +55,9 @@ def main(argv=None) -> int:
         result = {"teacher": args.teacher, "split": "test", "per_category": args.per_category,
                   "eval_steps": cfg.eval_steps, "rows": {}}
     pipe = load_pipeline(args.teacher, device=_device())
-    per_image = {}
+    scores_path = args.out.with_suffix(".npz")  # per-image scores: the paired interval reads them
+    per_image = {name: load_per_image(scores_path, name) for name in result["rows"]}
+    per_image = {name: s for name, s in per_image.items() if s is not None}
 
     def evaluate(name, model, extra=None):
         t0 = time.time()
@@ -65,12 +69,14 @@ def main(argv=None) -> int:
             row["degradation"] = degradation(ref, row)
             row["degradation_ci95"] = paired_interval(per_image["none"], per_image[name])
         result["rows"][name] = row
+        save_per_image(scores_path, per_image)
         write_json(args.out, result)
         print(name, {k: v for k, v in row.items() if k != "kept_16bit"}, flush=True)
 
-    evaluate("none", pipe.transformer)  # always: the paired interval needs its per-image scores
+    if "none" not in per_image:
+        evaluate("none", pipe.transformer)
     for backend in args.backends.split(","):
-        if backend in result["rows"]:
+        if backend in per_image:
             continue
         model, kept, rounding = _quantized(pipe.transformer, backend, pipe)
         evaluate(backend, model, {"kept_16bit": kept, "rounding": rounding})
