@@ -10,6 +10,9 @@
 #   bash scripts/bench_device_issue18.sh encoders  # whole-pipeline memory: T5-XXL in 8 and 4 bits beside the 4-bit models (321 s)
 #   bash scripts/bench_device_issue18.sh gptq      # GPTQ rounding's time and memory at real size (scripts/gptq_cost.py)
 #   bash scripts/bench_device_issue18.sh encoders+gptq
+#   bash scripts/bench_device_issue18.sh flux-dev  # FLUX.1 dev 30% and 20% tables, w4fp8 + CUDA graph (no FP8 original)
+#   bash scripts/bench_device_issue18.sh teacher-twins  # the shapes teachers' 4-bit twins on test (carry .whl-bnb too)
+#   bash scripts/bench_device_issue18.sh gptq+twins
 # At most 8 files come back from a call, so every log goes to run.log.
 set -o pipefail
 OUT=${OUT:-/tmp/out}
@@ -19,6 +22,7 @@ start=${START:-$(date +%s)}; export START=$start  # encoders+gptq: one deadline 
 left() { echo $(( ${1} - ($(date +%s) - start) )); }
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
+if [ -d .whl-bnb/bitsandbytes ]; then export PYTHONPATH=$PYTHONPATH:$PWD/.whl-bnb; fi  # unpacked: see device_site.sh
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader | tee -a "$log"
 python3 -c 'import torch, triton, torchao, diffusers; print(torch.__version__, triton.__version__, torchao.__version__, diffusers.__version__)' 2>&1 | tail -1 | tee -a "$log"
 common="--no-eager --cuda-graph --breakdown --fp8-original --quants w4fp8:0"
@@ -57,6 +61,17 @@ case $1 in
       timeout -k 5 $(left 580) python3 scripts/gptq_cost.py --arch $1 --ratio $2 --out "$OUT/gptq_cost.json" 2>&1 | tail -4 | tee -a "$log"
     done ;;
   encoders+gptq) bash "$0" encoders && bash "$0" gptq; exit ;;
+  gptq+twins) bash "$0" gptq; bash "$0" teacher-twins; exit ;;
+  flux-dev)  # item 6's FLUX.1 dev rows: 30% first, so a run cut short by the deadline still has it
+    timeout -k 5 $(left 575) python3 scripts/bench_table.py --arch flux.1-dev --ratios 0.3,0.2 --quants w4fp8:0 --no-eager \
+        --cuda-graph --out "$OUT/flux-dev" 2>&1 | grep "^|\|^#\|FAILED" | tee -a "$log" ;;
+  teacher-twins)  # resumable: each evaluation is written as it ends (per-image scores in the .npz beside it)
+    # TWIN_BACKENDS other than the default go to their own file (teacher_twins_<teacher>-<backends>.json)
+    backends=${TWIN_BACKENDS:-w4fp8,bnb-nf4}; suffix=$([ "$backends" = w4fp8,bnb-nf4 ] || echo "-${backends//,/+}")
+    for teacher in ${TWIN_TEACHERS:-shapes-flux shapes-sd3}; do
+      timeout -k 5 $(left 585) python3 scripts/teacher_twins.py --teacher $teacher --backends $backends \
+          --out "$OUT/teacher_twins_$teacher$suffix.json" 2>&1 | grep -v Warning | tail -4 | tee -a "$log"
+    done ;;
   encoders-only)  # the text encoders' memory alone (weights, peak while encoding one prompt); docs/benchmarks.md
     # adds it to the transformer rows measured before, as `hprune bench --text-encoders` does (with_encoders)
     timeout -k 5 $(left 300) python3 - > "$OUT/encoders.json" 2>> "$log" <<'PY'
@@ -75,6 +90,6 @@ PY
   flux-fp8)
     timeout -k 5 $(left 585) python3 scripts/bench_table.py --arch flux.1-schnell --ratios "" --quants "" --no-eager --cuda-graph \
         --fp8-original --out "$OUT/flux-fp8" 2>&1 | grep "^|\|^#\|FAILED" | tee -a "$log" ;;
-  *) echo "usage: $0 kernels|attention|sd35|flux|flux-fp8|batch4|encoders|gptq|encoders+gptq" >&2; exit 2 ;;
+  *) echo "usage: $0 kernels|attention|sd35|flux|flux-fp8|flux-dev|batch4|encoders|gptq|encoders+gptq|teacher-twins|gptq+twins" >&2; exit 2 ;;
 esac
 echo "elapsed $(( $(date +%s) - start )) s" | tee -a "$log"

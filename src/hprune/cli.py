@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         if not is_out_of_memory(err):
             raise
         hint = getattr(module, "out_of_memory_hint", None)
-        return fail(out_of_memory_message(hint(args) if hint and args is not None else None))
+        return fail(out_of_memory_message(hint(args) if hint and args is not None else None, err))
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to resume.", file=sys.stderr)
         return 130

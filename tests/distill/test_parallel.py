@@ -129,6 +129,21 @@ def test_out_of_memory_is_one_sentence_naming_the_knobs(tmp_path, monkeypatch, c
     assert "accelerate launch --num_processes N" in err
 
 
+def test_fragmented_out_of_memory_names_expandable_segments_in_one_sentence(tmp_path, monkeypatch, capsys):
+    from hprune.commands import distill as command
+
+    def out_of_memory(args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 216.00 MiB. ... Of the allocated memory "
+                                          "125.18 GiB is allocated by PyTorch, and 12.94 GiB is reserved by PyTorch but unallocated.")
+
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
+    monkeypatch.setattr(command, "run", out_of_memory)
+    code = main(["distill", "--teacher", "x", "--plan", "p.json", "--out", str(tmp_path / "o"), "--batch-size", "2"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "expandable_segments:True" in err and "lower --batch-size (now 2)" in err
+
+
 def test_synthetic_data_has_the_models_shapes():
     from hprune.distill.synthetic import synthetic_data
 

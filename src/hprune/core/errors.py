@@ -14,10 +14,37 @@ def is_out_of_memory(err: BaseException) -> bool:
     return type(err).__name__ == "OutOfMemoryError" or "CUDA out of memory" in str(err)
 
 
-def out_of_memory_message(hint: str | None = None) -> str:
+def out_of_memory_message(hint: str | None = None, err: BaseException | None = None) -> str:
     """One sentence for an out-of-memory: `hint` names the command's knobs (e.g. a command
-    module's `out_of_memory_hint(args)`)."""
-    return f"the GPU ran out of memory; {hint or 'lower --batch-size or use a GPU with more memory'}."
+    module's `out_of_memory_hint(args)`). Where torch's message (`err`) says that at least
+    1 GiB was reserved by its caching allocator but unallocated, and expandable segments are
+    off, the sentence leads with that knob: the memory was there, but in pieces too small."""
+    knobs = hint or "lower --batch-size or use a GPU with more memory"
+    spare = unallocated_gib(str(err)) if err is not None else None
+    if spare is not None and spare >= 1.0 and not expandable_segments_on():
+        return (f"the GPU ran out of memory with {spare:.1f} GiB reserved but unallocated (fragmented); re-run with "
+                f"PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True in the environment, or {knobs}.")
+    return f"the GPU ran out of memory; {knobs}."
+
+
+def unallocated_gib(message: str) -> float | None:
+    """GiB that torch's out-of-memory message reports as "reserved by PyTorch but unallocated"
+    (the caching allocator's fragmentation, c10/cuda/CUDACachingAllocator.cpp); None if absent."""
+    import re
+
+    found = re.search(r"([0-9.]+) (GiB|MiB|KiB|bytes) is reserved by PyTorch but unallocated", message)
+    if found is None:
+        return None
+    scale = {"GiB": 1.0, "MiB": 2.0**-10, "KiB": 2.0**-20, "bytes": 2.0**-30}[found.group(2)]
+    return float(found.group(1)) * scale
+
+
+def expandable_segments_on() -> bool:
+    """Whether PYTORCH_CUDA_ALLOC_CONF turns on expandable segments (read by torch at the first allocation)."""
+    import os
+
+    conf = os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "").replace(" ", "").lower()
+    return "expandable_segments:true" in conf
 
 
 
