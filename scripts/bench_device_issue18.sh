@@ -5,7 +5,7 @@
 #   bash scripts/bench_device_issue18.sh attention # attention GPU tests and probe only (~2 min)
 #   bash scripts/bench_device_issue18.sh sd35      # SD3.5 Large 20% and 30% tables (~5 min)
 #   bash scripts/bench_device_issue18.sh flux      # FLUX.1 schnell 30% table (~6 min)
-#   bash scripts/bench_device_issue18.sh flux-fp8  # FLUX.1 schnell's FP8 original alone (358 s)
+#   bash scripts/bench_device_issue18.sh flux-fp8  # FLUX.1 schnell's FP8 original alone (358 s); FP8_ARCH=flux.1-dev for dev's
 #   bash scripts/bench_device_issue18.sh batch4    # SD3.5 Large 20% and 30% at batch 4 (297 s)
 #   bash scripts/bench_device_issue18.sh encoders  # whole-pipeline memory: T5-XXL in 8 and 4 bits beside the 4-bit models (321 s)
 #   bash scripts/bench_device_issue18.sh gptq      # GPTQ rounding's time and memory at real size (scripts/gptq_cost.py)
@@ -87,8 +87,8 @@ for name in ("sd3.5-large", "flux.1-schnell"):
 print(json.dumps(rows, indent=1))
 PY
     ;;
-  flux-fp8)
-    timeout -k 5 $(left 585) python3 scripts/bench_table.py --arch flux.1-schnell --ratios "" --quants "" --no-eager --cuda-graph \
+  flux-fp8)  # FP8_ARCH=flux.1-dev for dev's
+    timeout -k 5 $(left 585) python3 scripts/bench_table.py --arch ${FP8_ARCH:-flux.1-schnell} --ratios "" --quants "" --no-eager --cuda-graph \
         --fp8-original --out "$OUT/flux-fp8" 2>&1 | grep "^|\|^#\|FAILED" | tee -a "$log" ;;
   *) echo "usage: $0 kernels|attention|sd35|flux|flux-fp8|flux-dev|batch4|encoders|gptq|encoders+gptq|teacher-twins|gptq+twins" >&2; exit 2 ;;
 esac

@@ -45,7 +45,7 @@ SUFFIX=${ANALYSIS-mean}
 
 body() {
   cd "$REPO" || exit 1
-  . scripts/device_site.sh diffusers || exit 1
+  . scripts/device_site.sh diffusers $(case ${QUANT:-w4fp8} in torchao*) echo torchao ;; esac) || exit 1
   export OMP_NUM_THREADS=1  # 2 x JOBS row processes share 16 cores
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >> "$WORK/log.txt"
   for teacher in ${TEACHERS:-shapes-sd3 shapes-flux}; do

@@ -171,6 +171,19 @@ def test_backends_run_on_gpu_and_load_back(backend, tmp_path):
 
 
 @pytest.mark.gpu
+def test_torchao_int4_quantizes_a_float32_model(tmp_path):
+    """The ablation's twins quantize float32 students: the layers torchao's int4 takes go to the compute dtype first."""
+    skip_without_packages("torchao-int4-tinygemm")
+    model = model128().float().cuda()
+    kw = {k: v.float().cuda() for k, v in inputs(model).items()}
+    with torch.no_grad():
+        ref = model(**kw).sample
+        quantize_(model, QuantConfig(backend="torchao-int4-tinygemm"))
+        out = model(**kw).sample
+    assert out.dtype == torch.float32 and ((out - ref).norm() / ref.norm()) < 0.25
+
+
+@pytest.mark.gpu
 def test_bnb_folder_loads_in_plain_diffusers(tmp_path):
     from diffusers import SD3Transformer2DModel
 

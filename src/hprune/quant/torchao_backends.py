@@ -22,6 +22,9 @@ class TorchaoBackend(Backend):
         from torchao.quantization import quantize_
 
         wanted = set(names)
+        if self.extra["kind"] == "int4":  # torchao's int4 layouts take bfloat16 weights only (from_hp asserts it)
+            for name in wanted:
+                model.get_submodule(name).to(config.torch_compute_dtype)
         quantize_(model, self.ao_config(config), filter_fn=lambda module, fqn: fqn in wanted)
 
     def restore(self, model, names, state, config, device):
