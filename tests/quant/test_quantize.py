@@ -170,6 +170,16 @@ def test_backends_run_on_gpu_and_load_back(backend, tmp_path):
     assert torch.allclose(forward_cuda(loaded), out, atol=1e-2)
 
 
+@pytest.mark.parametrize("backend", ["torchao-int4", "torchao-int4-tinygemm"])
+def test_torchao_int4_keeps_the_layers_its_groups_do_not_fit(backend):
+    """torchao would leave a 96-wide input as it was without a word (groups of 128): it is listed as kept instead."""
+    model = torch.nn.Sequential(torch.nn.Linear(96, 256), torch.nn.GELU(), torch.nn.Linear(256, 112))
+    result = select_linears(model, QuantConfig(backend=backend))
+    assert (result.quantized, result.kept) == (["2"], ["0"])
+    assert select_linears(model, QuantConfig(backend=backend, group_size=32)).quantized == ["0", "2"]
+    assert select_linears(model, QuantConfig(backend="torchao-fp8")).quantized == ["0", "2"]
+
+
 @pytest.mark.gpu
 def test_torchao_int4_quantizes_a_float32_model(tmp_path):
     """The ablation's twins quantize float32 students: the layers torchao's int4 takes go to the compute dtype first."""

@@ -52,7 +52,9 @@ class Backend:
             raise HpruneError(f"backend '{self.name}' needs {', '.join(missing)}; install it with "
                               f"`pip install {' '.join(missing)}` or pick another --backend.")
 
-    def supports(self, linear: nn.Linear) -> bool:
+    def supports(self, linear: nn.Linear, config) -> bool:
+        """Whether `linear` takes this backend under `config` (a QuantConfig); the others stay 16-bit and are
+        listed as kept."""
         return True
 
     def convert(self, model: nn.Module, names: list[str], config) -> None:

@@ -86,7 +86,7 @@ def select_linears(model: nn.Module, config: QuantConfig) -> QuantResult:
     for name, module in model.named_modules():
         if type(module) is not nn.Linear:
             continue
-        (result.kept if matches_skip(name, config.skip) or not backend.supports(module) else result.quantized).append(name)
+        (result.kept if matches_skip(name, config.skip) or not backend.supports(module, config) else result.quantized).append(name)
     return result
 
 

@@ -26,7 +26,7 @@ class W4Fp8Backend(Backend):
                   "cores (8.9+): w4fp8 runs there as int4 weights dequantized to 16 bits per call, correct but slower "
                   "than --backend bnb-nf4 or torchao-int4 on this GPU.", file=sys.stderr)
 
-    def supports(self, linear: nn.Linear) -> bool:
+    def supports(self, linear: nn.Linear, config) -> bool:
         return supports(linear)
 
     def convert(self, model, names, config, hessians: dict | None = None):
