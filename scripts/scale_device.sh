@@ -8,6 +8,7 @@
 #   the whole student (no PWP), if time remains: bash scripts/scale_device.sh whole-one | whole-two
 #   FLUX.1 schnell (4,096 + 512 tokens, a late-blocks 20% plan), one GPU: bash scripts/scale_device.sh flux-one
 #   FLUX.1 schnell on one GPU and on two (DDP), batch 1 and 2 (kind nvidia-h200-x2): bash scripts/scale_device.sh flux-scaling
+#   the shared prefix (hprune.distill.prefix) against the student running its frozen blocks, one GPU: bash scripts/scale_device.sh shared-prefix
 # Issue 19, items 2-3: generation throughput of SD3.5 Large and FLUX.1 schnell (1024x1024, 4 steps, batch
 # 1-8, eager and compiled, the fastest attention backend, VAE decode) and the projected GPU-hours of the
 # paper's contribution analysis and of `hprune profile --fast` (scripts/scale_generate.py), one GPU:
@@ -19,7 +20,7 @@
 # starting rows when less than a minute of its budget (BUDGET_S, default 570 s) is left.
 # SCALE_DRY=1 runs the same stages at tiny width on CPU, uncompiled (a check of this script).
 set -o pipefail
-stage=${1:?which stage: one, two, scaling, whole-one, whole-two, flux-one, flux-scaling or generate}
+stage=${1:?which stage: one, shared-prefix, two, scaling, whole-one, whole-two, flux-one, flux-scaling or generate}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 log="$OUT/scale-$stage.log"
@@ -59,6 +60,10 @@ case $stage in
   one)
     for b in 4 2 1; do row $one_gpu $common --task distill-pwp --batch $b $compile; done
     row $one_gpu $common --task distill-pwp --batch 1 ;;  # eager, against the issue's 0.209 s
+  shared-prefix)  # the student's frozen first blocks replaying the teacher's (the default since hprune.distill.prefix), against running them, in one call
+    row $one_gpu $common --task distill-pwp --batch 1 $compile
+    row $one_gpu $common --task distill-pwp --batch 1 $compile --no-share-prefix
+    row $one_gpu $common --task distill-pwp --batch 4 $compile ;;
   two)
     for b in 4 2 1; do row $two_gpus $common --task distill-pwp --batch $b $compile --strategy ddp; done
     row $two_gpus $common --task distill-pwp --batch 2 $compile --strategy fsdp ;;

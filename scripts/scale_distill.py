@@ -15,6 +15,9 @@ batch 1 (teacher forward, student forward, backward through the trained blocks a
 activation gradients behind them; nothing PWP froze in front of the first trained block, no
 recomputation from checkpointing), scaled by the batch, against the dense bf16 peak one large
 GEMM reaches on the same GPU (measured here; about 790 TFLOP/s on an H200). The row says both.
+The student's frozen first blocks replay the teacher's output (hprune.distill.prefix; the row's
+`shared_prefix_blocks`), so their forward is neither run nor counted: a step needs fewer FLOPs,
+and samples/s, not MFU, shows the gain. --no-share-prefix runs and counts them as before.
 --compile compiles every block with recompile fallbacks turned into errors, so a row exists
 only where no block fell back to eager. --tiny shrinks the widths for a dry run on CPU.
 """
@@ -56,6 +59,8 @@ def parse():
     p.add_argument("--optimizer", default="adamw")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--no-share-prefix", action="store_true",
+                   help="run the student's frozen first blocks instead of replaying the teacher's (hprune.distill.prefix)")
     p.add_argument("--warmup", type=int, default=3, help="steps left out of the timing (compilation)")
     p.add_argument("--steps", type=int, default=5, help="timed steps")
     p.add_argument("--text-tokens", type=int, help="default: the pipeline's (SD3 333, FLUX 512)")
@@ -87,6 +92,7 @@ def step_flops(teacher, plan, cfg: DistillConfig, data, device) -> float:
     from hprune.distill.freeze import block_scales, match_blocks, param_groups, pwp_boundary
     from hprune.distill.loop import build_student
     from hprune.distill.losses import kd_loss
+    from hprune.distill.prefix import replay_prefix, shared_prefix
     from hprune.model.flow import velocity_fn
 
     student = build_student(teacher, plan).train()
@@ -96,7 +102,8 @@ def step_flops(teacher, plan, cfg: DistillConfig, data, device) -> float:
     x, sigma, seq, pooled = (t.to(device) for t in (batch.noisy, batch.sigma, batch.seq, batch.pooled))
     velocity = velocity_fn(teacher)
     dtype = torch.bfloat16 if cfg.mixed_precision == "bf16" else torch.float32
-    with FlopCounterMode(display=False) as counter:
+    prefix = shared_prefix(student, matched) if cfg.share_prefix else []
+    with FlopCounterMode(display=False) as counter, replay_prefix(prefix):
         with torch.no_grad(), torch.autocast(device.type, dtype, enabled=dtype != torch.float32):
             v_teacher = velocity(teacher, x, sigma, seq, pooled)
         with torch.autocast(device.type, dtype, enabled=dtype != torch.float32):
@@ -111,7 +118,8 @@ def step_flops(teacher, plan, cfg: DistillConfig, data, device) -> float:
 
 def save_row(path: Path, row: dict) -> None:
     """Add `row` to the JSON list at `path`, replacing a row of the same configuration."""
-    key = ("arch", "task", "gpus", "strategy", "batch", "compiled", "gradient_checkpointing", "optimizer", "device")
+    key = ("arch", "task", "gpus", "strategy", "batch", "compiled", "gradient_checkpointing", "optimizer", "device",
+           "shared_prefix_blocks")
     rows = json.loads(path.read_text()) if path.is_file() else []
     rows = [r for r in rows if tuple(r.get(k) for k in key) != tuple(row.get(k) for k in key)] + [row]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,7 +144,7 @@ def main() -> None:
     cfg = DistillConfig(steps=args.warmup + args.steps, batch_size=global_batch, lr=1e-5, optimizer=args.optimizer,
                         pwp=args.task == "distill-pwp", mixed_precision="bf16" if device.type == "cuda" else "no",
                         gradient_checkpointing=args.gradient_checkpointing, compile=args.compile,
-                        strategy=args.strategy, checkpoint_every=10**9)
+                        strategy=args.strategy, checkpoint_every=10**9, share_prefix=not args.no_share_prefix)
     attention = use_fastest_attention(teacher)  # what distill() picks for both models
     peak = gemm_peak_tflops(device)
     flops = step_flops(teacher, plan, cfg, data, device) * global_batch
@@ -157,7 +165,8 @@ def main() -> None:
            "step_tflop": round(flops / 1e12, 3), "global_batch": global_batch, "compiled": args.compile,
            "gradient_checkpointing": args.gradient_checkpointing, "optimizer": args.optimizer,
            "resolution": args.resolution, "text_tokens": data.seq.shape[1],
-           "trainable_params": summary["trainable_params"], "plan_units": [u.key for u in plan.units]}
+           "trainable_params": summary["trainable_params"], "plan_units": [u.key for u in plan.units],
+           "shared_prefix_blocks": len(summary.get("shared_prefix_blocks", []))}
     if args.compile:  # graphs Dynamo built; a fallback to eager would have raised (hprune.distill.loop._compile)
         from torch._dynamo.utils import counters
 

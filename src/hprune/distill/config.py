@@ -44,6 +44,8 @@ class DistillConfig:
     mixed_precision: str = "no"
     gradient_checkpointing: bool = False
     compile: bool = False  # torch.compile every block of teacher and student
+    # the student's frozen first blocks replay the teacher's output instead of running (hprune.distill.prefix)
+    share_prefix: bool = True
     strategy: str = "ddp"  # one of STRATEGIES; batch_size is the global batch, split over the processes
     ema_decay: float | None = None
     # logit-normal timestep sampling, as SD3 trains (mean, std of the logit)

@@ -18,6 +18,7 @@ from hprune.distill.config import DistillConfig
 from hprune.distill.data import DistillData, draw_batch
 from hprune.distill.freeze import block_scales, match_blocks, param_groups, pwp_boundary, trains
 from hprune.distill.losses import FeatureTap, feature_loss, kd_loss
+from hprune.distill.prefix import replay_prefix, shared_prefix
 from hprune.model.flow import velocity_fn
 from hprune.core.errors import HpruneError
 from hprune.core.progress import Progress
@@ -133,36 +134,38 @@ def distill(teacher, plan, data: DistillData, cfg: DistillConfig, out_dir: str |
     bar = Progress(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress or not accelerator.is_main_process,
                    desc="distill", unit="step")  # redraws each second: a step at 1024 px on CPU takes long
     upcoming = _device_batch(data, cfg, accelerator, start) if start < cfg.steps else None
-    for step in bar:
-        tick = time.perf_counter()
-        x, sigma, seq, pooled = upcoming
-        with torch.no_grad(), accelerator.autocast():
-            v_teacher = velocity(teacher, x, sigma, seq, pooled)
-        with accelerator.autocast():
-            v_student = velocity(wrapped, x, sigma, seq, pooled, config=student.config)
-            l_kd = kd_loss(v_student, v_teacher)
-            l_feat = feature_loss(taps[0].pop(), taps[1].pop()).to(l_kd.device)
-            loss = cfg.kd_weight * l_kd + cfg.feat_weight * l_feat
-        accelerator.backward(loss)
-        if cfg.grad_clip:
-            parallel.clip_grad_norm_(accelerator, wrapped, cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
-            ema.step(student.parameters())
-        if step + 1 < cfg.steps:  # drawn on the CPU while the GPU still runs this step
-            upcoming = _device_batch(data, cfg, accelerator, step + 1)
-        losses = accelerator.reduce(torch.stack([loss, l_kd, l_feat]).detach().float(), "mean").tolist()
-        last = {"step": step, **dict(zip(("loss", "kd", "feat"), losses))}
-        step_seconds.append(time.perf_counter() - tick)  # .tolist() waited for the GPU
-        if accelerator.is_main_process:
-            _log(log_path, last)
-            if board is not None:
-                for key in ("loss", "kd", "feat"):
-                    board.add_scalar(f"distill/{key}", last[key], step)
-            bar.set_postfix(loss=f"{last['loss']:.4g}")
-        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-            parallel.save(accelerator, out / "checkpoints", step + 1, student, wrapped, optimizer, ema)
+    prefix = shared_prefix(student, matched) if cfg.share_prefix and not sharded else []
+    with replay_prefix(prefix):
+        for step in bar:
+            tick = time.perf_counter()
+            x, sigma, seq, pooled = upcoming
+            with torch.no_grad(), accelerator.autocast():
+                v_teacher = velocity(teacher, x, sigma, seq, pooled)
+            with accelerator.autocast():
+                v_student = velocity(wrapped, x, sigma, seq, pooled, config=student.config)
+                l_kd = kd_loss(v_student, v_teacher)
+                l_feat = feature_loss(taps[0].pop(), taps[1].pop()).to(l_kd.device)
+                loss = cfg.kd_weight * l_kd + cfg.feat_weight * l_feat
+            accelerator.backward(loss)
+            if cfg.grad_clip:
+                parallel.clip_grad_norm_(accelerator, wrapped, cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if ema is not None:
+                ema.step(student.parameters())
+            if step + 1 < cfg.steps:  # drawn on the CPU while the GPU still runs this step
+                upcoming = _device_batch(data, cfg, accelerator, step + 1)
+            losses = accelerator.reduce(torch.stack([loss, l_kd, l_feat]).detach().float(), "mean").tolist()
+            last = {"step": step, **dict(zip(("loss", "kd", "feat"), losses))}
+            step_seconds.append(time.perf_counter() - tick)  # .tolist() waited for the GPU
+            if accelerator.is_main_process:
+                _log(log_path, last)
+                if board is not None:
+                    for key in ("loss", "kd", "feat"):
+                        board.add_scalar(f"distill/{key}", last[key], step)
+                bar.set_postfix(loss=f"{last['loss']:.4g}")
+            if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+                parallel.save(accelerator, out / "checkpoints", step + 1, student, wrapped, optimizer, ema)
     for tap in taps:
         tap.close()
     if board is not None:
@@ -176,7 +179,7 @@ def distill(teacher, plan, data: DistillData, cfg: DistillConfig, out_dir: str |
     for p, dtype in low_precision:
         p.data = p.data.to(dtype)
     if accelerator.is_main_process:
-        _finish(out, student, plan, cfg, scales, last, time.time() - t0, start, step_seconds, accelerator)
+        _finish(out, student, plan, cfg, scales, last, time.time() - t0, start, step_seconds, accelerator, prefix)
     return student
 
 
@@ -259,14 +262,16 @@ def _log(path: Path, row: dict) -> None:
         fh.write(f"{row['step']},{row['loss']:.8g},{row['kd']:.8g},{row['feat']:.8g}\n")
 
 
-def _finish(out: Path, student, plan, cfg, scales, last, seconds, start, step_seconds=(), accelerator=None) -> None:
+def _finish(out: Path, student, plan, cfg, scales, last, seconds, start, step_seconds=(), accelerator=None,
+            prefix=()) -> None:
     trainable = sum(p.numel() for p in student.parameters() if p.requires_grad)
     summary = {"config": cfg.to_dict(), "steps": cfg.steps, "resumed_from": start, "final": last,
                "seconds": round(seconds, 2), "trainable_params": trainable,
                "total_params": sum(p.numel() for p in student.parameters()), "block_lr_scales": scales,
                "processes": accelerator.num_processes if accelerator else 1,
                "sharded": bool(accelerator and parallel.wants_sharding(accelerator, cfg)),
-               "step_seconds": [round(s, 5) for s in step_seconds]}
+               "step_seconds": [round(s, 5) for s in step_seconds],
+               "shared_prefix_blocks": [m.unit.key for m in prefix]}
     if torch.cuda.is_available():
         summary["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)  # this process's GPU
     (out / SUMMARY).write_text(json.dumps(summary, indent=1) + "\n")
