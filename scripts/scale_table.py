@@ -23,13 +23,19 @@ def fmt(value, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def prefix(row: dict) -> int:
+    """Student blocks replayed from the teacher (hprune.distill.prefix); rows before it ran them all."""
+    return row.get("shared_prefix_blocks") or 0
+
+
 def distill_table(rows: list[dict], arch: str, task: str) -> list[str]:
-    out = ["| GPUs | strategy | batch / GPU | compiled | checkpointing | optimizer | attention | loop | step (s) | samples/s | peak (GiB) | MFU |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    out = ["| GPUs | strategy | batch / GPU | compiled | checkpointing | optimizer | attention | loop | shared prefix | step (s) | samples/s | peak (GiB) | MFU |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in sorted((r for r in rows if r["arch"] == arch and r["task"] == task),
-                    key=lambda r: (r["gpus"], r["strategy"], not r["compiled"], r["batch"], r["optimizer"])):
+                    key=lambda r: (r["gpus"], r["strategy"], not r["compiled"], r["batch"], r["optimizer"], prefix(r))):
         out.append(f"| {r['gpus']} | {r['strategy']} | {r['batch']} | {'yes' if r['compiled'] else 'no'} | "
                    f"{'yes' if r['gradient_checkpointing'] else 'no'} | {r['optimizer']} | {r.get('attention', '?').split()[0]} | {r.get('loop', '-')} | "
+                   f"{prefix(r) or 'no'} | "
                    f"{fmt(r['step_s'], 3)} | "
                    f"{fmt(r['samples_per_s'])} | {fmt(r['peak_gib'], 1)} | {r['mfu']:.1%} |")
     return out
@@ -69,7 +75,8 @@ def distill_projection(rows: list[dict]) -> list[str]:
             best = max(measured, key=lambda r: r["samples_per_s"])
             rate = best["samples_per_s"] * gpus / best["gpus"]
             wall = PAPER_SAMPLES / rate / 3600
-            setting = f"PWP, {best['strategy']}, batch {best['batch']}/GPU" + (" (projected from 2)" if gpus == 8 else "")
+            setting = (f"PWP, {best['strategy']}, batch {best['batch']}/GPU" + (", shared prefix" if prefix(best) else "")
+                       + (" (projected from 2)" if gpus == 8 else ""))
             out.append(f"| {arch} | {setting} | {gpus} | {rate:.2f} | {wall:.1f} | {wall * gpus:.0f} | {paper} |")
     return out
 
