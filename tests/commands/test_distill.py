@@ -57,3 +57,18 @@ def test_an_earlier_run_is_refused_before_any_data_is_made(plan, tmp_path, monke
     assert sorted(p.name for p in out.iterdir()) == ["loss.csv"]
     assert main(_argv(plan, out, "--sensitivity", str(tmp_path / "missing.jsonl"), "--resume")) == 1
     assert "sensitivity table" in _error(capsys)
+
+
+@pytest.mark.parametrize("flag,shared", [((), True), (("--no-share-prefix",), False)])
+def test_no_share_prefix_reaches_the_config(plan, tmp_path, monkeypatch, flag, shared):
+    import hprune.distill as distill_package
+
+    seen = {}
+
+    def stop(teacher, plan, data, cfg, *args, **kwargs):
+        seen["share_prefix"] = cfg.share_prefix
+        raise HpruneError("stopped by the test")
+
+    monkeypatch.setattr(distill_package, "distill", stop)
+    assert main(_argv(plan, tmp_path / "run", *flag)) == 1
+    assert seen == {"share_prefix": shared}

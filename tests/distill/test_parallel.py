@@ -137,6 +137,7 @@ def test_fragmented_out_of_memory_names_expandable_segments_in_one_sentence(tmp_
                                           "125.18 GiB is allocated by PyTorch, and 12.94 GiB is reserved by PyTorch but unallocated.")
 
     monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
+    monkeypatch.delenv("PYTORCH_ALLOC_CONF", raising=False)
     monkeypatch.setattr(command, "run", out_of_memory)
     code = main(["distill", "--teacher", "x", "--plan", "p.json", "--out", str(tmp_path / "o"), "--batch-size", "2"])
     err = capsys.readouterr().err

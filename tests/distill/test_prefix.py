@@ -71,6 +71,21 @@ def test_the_prefix_is_the_frozen_run_in_front_of_the_first_trained_block():
     assert _prefix(teacher, Plan.for_model(teacher, ["single.2"]), pwp=False) == []  # the embedders train
 
 
+def test_a_damaged_block_that_sgdistill_stops_is_not_replayed(tmp_path):
+    """SGDistill gives the most sensitive trainable block scale 0: damaged joint.0 then trains nothing,
+    yet it lost its MLP and so differs from the teacher's joint.0."""
+    teacher = tiny_sd3(num_layers=5)
+    plan = Plan.for_model(teacher, ["joint.0.mlp", "joint.3"])
+    sensitivity = {"joint.0.block": 0.9, "joint.1.block": 0.1, "joint.2.block": 0.2, "joint.4.block": 0.3}
+    assert _prefix(teacher, plan, sgdistill=sensitivity) == []
+    runs = []
+    for share in (True, False):
+        cfg = DistillConfig(steps=2, batch_size=4, lr=1e-3, pwp=True, sgdistill=True, share_prefix=share)
+        distill(teacher, plan, sd3_data(), cfg, tmp_path / str(share), sensitivity=sensitivity, progress=False)
+        runs.append((tmp_path / str(share) / "loss.csv").read_text())
+    assert runs[0] == runs[1]
+
+
 def test_prefix_blocks_do_not_run(tmp_path, monkeypatch):
     calls = []
     for cls in (FluxTransformerBlock, FluxSingleTransformerBlock, JointTransformerBlock):

@@ -35,6 +35,8 @@ def test_config_names_every_bad_field():
         assert word in str(err.value)
     with pytest.raises(HpruneError, match="w4fp8 takes group_size 128 or 0"):
         QuantConfig(backend="w4fp8", group_size=64)
+    with pytest.raises(HpruneError, match="torchao-int4-tinygemm computes in bfloat16 only"):
+        QuantConfig(backend="torchao-int4-tinygemm", compute_dtype="float16")
 
 
 def test_w4fp8_with_no_skip_quantizes_every_linear_and_stays_close():

@@ -56,6 +56,9 @@ def add_arguments(parser):
                         help=f"{' | '.join(PRECISIONS)}, or auto: bf16 when a CUDA GPU is visible, else no")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations to save memory")
     parser.add_argument("--ema-decay", type=float, help="keep an exponential moving average of the weights (e.g. 0.999)")
+    parser.add_argument("--no-share-prefix", action="store_true",
+                        help="run the student's frozen first blocks instead of replaying the teacher's output "
+                             "(the same result, slower; docs/distill.md)")
 
 
 def _precision(text: str) -> str:
@@ -93,7 +96,7 @@ def run(args) -> int:
                         checkpoint_every=args.checkpoint_every,
                         seed=args.seed, mixed_precision=args.mixed_precision,
                         gradient_checkpointing=args.gradient_checkpointing, ema_decay=args.ema_decay,
-                        strategy=args.strategy, compile=args.compile)
+                        strategy=args.strategy, compile=args.compile, share_prefix=not args.no_share_prefix)
     import torch
 
     from hprune.distill import distill

@@ -23,7 +23,8 @@ def out_of_memory_message(hint: str | None = None, err: BaseException | None = N
     spare = unallocated_gib(str(err)) if err is not None else None
     if spare is not None and spare >= 1.0 and not expandable_segments_on():
         return (f"the GPU ran out of memory with {spare:.1f} GiB reserved but unallocated (fragmented); re-run with "
-                f"PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True in the environment, or {knobs}.")
+                f"expandable_segments:True added to PYTORCH_CUDA_ALLOC_CONF (e.g. "
+                f"PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True), or {knobs}.")
     return f"the GPU ran out of memory; {knobs}."
 
 
@@ -32,7 +33,7 @@ def unallocated_gib(message: str) -> float | None:
     (the caching allocator's fragmentation, c10/cuda/CUDACachingAllocator.cpp); None if absent."""
     import re
 
-    found = re.search(r"([0-9.]+) (GiB|MiB|KiB|bytes) is reserved by PyTorch but unallocated", message)
+    found = re.search(r"([0-9]+(?:\.[0-9]+)?) (GiB|MiB|KiB|bytes) is reserved by PyTorch but unallocated", message)
     if found is None:
         return None
     scale = {"GiB": 1.0, "MiB": 2.0**-10, "KiB": 2.0**-20, "bytes": 2.0**-30}[found.group(2)]
@@ -40,11 +41,12 @@ def unallocated_gib(message: str) -> float | None:
 
 
 def expandable_segments_on() -> bool:
-    """Whether PYTORCH_CUDA_ALLOC_CONF turns on expandable segments (read by torch at the first allocation)."""
+    """Whether PYTORCH_CUDA_ALLOC_CONF or PYTORCH_ALLOC_CONF (newer torch's name for it) turns on
+    expandable segments (read by torch at the first allocation)."""
     import os
 
-    conf = os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "").replace(" ", "").lower()
-    return "expandable_segments:true" in conf
+    conf = ",".join(os.environ.get(name, "") for name in ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF"))
+    return "expandable_segments:true" in conf.replace(" ", "").lower()
 
 
 

@@ -23,8 +23,8 @@ from hprune.distill.freeze import OUTPUT_MODULES, MatchedBlock
 
 def shared_prefix(student: nn.Module, matched: list[MatchedBlock]) -> list[MatchedBlock]:
     """The matched blocks, in forward order, that the student may replay from the teacher: the run
-    from the first block up to the first one with a trainable weight (call after param_groups), each
-    at its original position. Empty
+    from the first block up to the first one with a trainable weight (call after param_groups) or
+    one that lost a subcomponent, each at its original position. Empty
     where an input embedder trains (the prefix then sees other inputs than the teacher's)."""
     in_blocks = {id(p) for m in matched for p in m.student.parameters()}
     embedders_train = any(p.requires_grad for name, p in student.named_parameters()
@@ -33,7 +33,8 @@ def shared_prefix(student: nn.Module, matched: list[MatchedBlock]) -> list[Match
         return []
     prefix = []
     for index, m in enumerate(sorted(matched, key=lambda m: m.position)):
-        if m.position != index or any(p.requires_grad for p in m.student.parameters()):
+        # a damaged block differs from its teacher block even when nothing in it trains (SGDistill's scale 0)
+        if m.position != index or m.damaged or any(p.requires_grad for p in m.student.parameters()):
             break
         prefix.append(m)
     return prefix

@@ -65,6 +65,8 @@ class QuantConfig:
             problems.append("rounding 'gptq' takes backend w4fp8 with one scale per row (group_size 0)")
         if self.compute_dtype not in COMPUTE_DTYPES:
             problems.append(f"compute_dtype '{self.compute_dtype}' is not one of {sorted(COMPUTE_DTYPES)}")
+        elif self.backend.startswith("torchao-int4") and self.compute_dtype != "bfloat16":
+            problems.append(f"backend {self.backend} computes in bfloat16 only (torchao's int4 layouts)")
         if problems:
             raise HpruneError("invalid quantization config: " + "; ".join(problems) + ".")
 
