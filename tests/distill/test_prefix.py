@@ -111,3 +111,17 @@ def test_the_replay_refuses_to_run_before_the_teacher():
     with replay_prefix(prefix), pytest.raises(RuntimeError, match="before the teacher's forward"):
         student(hidden_states=x.x0[:1], encoder_hidden_states=x.seq[:1], pooled_projections=x.pooled[:1],
                 timestep=torch.tensor([500.0]))
+
+
+def test_a_failed_step_leaves_the_teacher_without_hooks(tmp_path, monkeypatch):
+    import hprune.distill.loop as loop
+
+    def fail(*args):
+        raise RuntimeError("a step failed")
+
+    monkeypatch.setattr(loop, "kd_loss", fail)
+    teacher = tiny_sd3(num_layers=5)
+    cfg = DistillConfig(steps=2, batch_size=4, pwp=True)
+    with pytest.raises(RuntimeError, match="a step failed"):
+        distill(teacher, Plan.for_model(teacher, ["joint.2"]), sd3_data(), cfg, tmp_path / "o", progress=False)
+    assert not any(m._forward_hooks for m in teacher.modules())

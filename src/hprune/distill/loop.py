@@ -7,6 +7,7 @@ import copy
 import csv
 import json
 import time
+from contextlib import closing
 from pathlib import Path
 
 import torch
@@ -135,7 +136,8 @@ def distill(teacher, plan, data: DistillData, cfg: DistillConfig, out_dir: str |
                    desc="distill", unit="step")  # redraws each second: a step at 1024 px on CPU takes long
     upcoming = _device_batch(data, cfg, accelerator, start) if start < cfg.steps else None
     prefix = shared_prefix(student, matched) if cfg.share_prefix and not sharded else []
-    with replay_prefix(prefix):
+    # the teacher's hooks come off even when a step fails: the caller keeps its teacher
+    with replay_prefix(prefix), closing(taps[0]), closing(taps[1]):
         for step in bar:
             tick = time.perf_counter()
             x, sigma, seq, pooled = upcoming
@@ -166,8 +168,6 @@ def distill(teacher, plan, data: DistillData, cfg: DistillConfig, out_dir: str |
                 bar.set_postfix(loss=f"{last['loss']:.4g}")
             if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
                 parallel.save(accelerator, out / "checkpoints", step + 1, student, wrapped, optimizer, ema)
-    for tap in taps:
-        tap.close()
     if board is not None:
         board.close()
     if cfg.compile:  # the caller gets its teacher back as it gave it, and an uncompiled student
