@@ -65,5 +65,5 @@ def replay_prefix(prefix: list[MatchedBlock]):
 
 def _recorded(record: dict):
     if "out" not in record:
-        raise RuntimeError("the student's shared prefix ran before the teacher's forward in this step")
+        raise RuntimeError("the student's shared prefix ran before the teacher's forward had recorded its output")
     return record["out"]
