@@ -15,13 +15,13 @@ class TorchaoBackend(Backend):
         from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, Int4WeightOnlyConfig, PerRow
 
         if self.extra["kind"] == "int4":
-            return Int4WeightOnlyConfig(group_size=config.group_size or 128, int4_packing_format=self.extra["packing"])
+            return Int4WeightOnlyConfig(group_size=_int4_group(config), int4_packing_format=self.extra["packing"])
         return Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())
 
     def supports(self, linear, config) -> bool:
         # torchao leaves an int4 layer whose input width its groups do not divide as it was, saying
         # so only in an info log (quant_api._int4_weight_only_quantize_tensor): name it kept instead
-        return self.extra["kind"] != "int4" or (linear.in_features > 0 and linear.in_features % (config.group_size or 128) == 0)
+        return self.extra["kind"] != "int4" or (linear.in_features > 0 and linear.in_features % _int4_group(config) == 0)
 
     def convert(self, model, names, config):
         from torchao.quantization import quantize_
@@ -36,6 +36,11 @@ class TorchaoBackend(Backend):
         model.to_empty(device=device)
         self.convert(model, names, config)  # builds the subclass layout; the saved values replace it
         model.load_state_dict(state, strict=True, assign=True)
+
+
+def _int4_group(config) -> int:
+    """Inputs per int4 scale: the config's group size, 128 where it asks for none (0)."""
+    return config.group_size or 128
 
 
 _COMMON = dict(packages=("torchao",), pip_names=("torchao",), needs_gpu=True, file_format="torch")
