@@ -206,10 +206,22 @@ def environment(frontend) -> dict:
     return env
 
 
+def draw_cases(batch: int, h: int, n: int, d: int) -> list:
+    """[(q, k, v), float64 reference] for randn inputs (seed 0) and peaky logits (seed 1)."""
+    drawn = (inputs(batch, h, n, d, 1.0, seed=0), inputs(batch, h, n, d, PEAKY_GAIN, seed=1))
+    return [(x, reference(*x)) for x in drawn]
+
+
+def write_row(out_path: str, row: dict) -> None:
+    """Print one JSON line and append it to out_path."""
+    print(json.dumps(row), flush=True)
+    with open(out_path, "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
 def probe(arch: str, batch: int, candidates: dict, env: dict, out_path: str) -> None:
     h, n, d = SHAPES[arch]
-    drawn = (inputs(batch, h, n, d, 1.0, seed=0), inputs(batch, h, n, d, PEAKY_GAIN, seed=1))
-    cases = [(x, reference(*x)) for x in drawn]
+    cases = draw_cases(batch, h, n, d)
     for name, measure in candidates.items():
         row = {"arch": arch, "batch": batch, "heads": h, "tokens": n, "head_dim": d, "candidate": name}
         try:
@@ -217,10 +229,7 @@ def probe(arch: str, batch: int, candidates: dict, env: dict, out_path: str) -> 
             row["tflops"] = round(4.0 * batch * h * n * n * d / (row["us"] * 1e-6) / 1e12, 1)
         except Exception as err:  # one failing candidate must not cost the others' rows
             row["error"] = one_line(err)
-        row.update(env)
-        print(json.dumps(row), flush=True)
-        with open(out_path, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
+        write_row(out_path, {**row, **env})
 
 
 def main() -> None:

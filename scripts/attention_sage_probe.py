@@ -19,11 +19,10 @@ reference; rel_err on randn inputs, rel_err_peaky with logits of std 3).
 from __future__ import annotations
 
 import argparse
-import json
 
 import torch
 import torch.nn.functional as F
-from attention_fp8_probe import PEAKY_GAIN, SHAPES, inputs, median_us, one_line, reference, rel_err
+from attention_fp8_probe import SHAPES, draw_cases, median_us, one_line, rel_err, write_row
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
@@ -51,10 +50,7 @@ def main() -> None:
     fns = candidates()
     for arch, (h, n, d) in SHAPES.items():
         for batch in map(int, args.batches.split(",")):
-            cases = []
-            for gain, seed in ((1.0, 0), (PEAKY_GAIN, 1)):
-                x = inputs(batch, h, n, d, gain, seed)
-                cases.append((x, reference(*x)))
+            cases = draw_cases(batch, h, n, d)
             flops = 4 * batch * h * n * n * d
             for name, fn in fns.items():
                 try:
@@ -64,10 +60,7 @@ def main() -> None:
                     row = {"us": us, "tflops": round(flops / us / 1e6, 1), "rel_err": errs[0], "rel_err_peaky": errs[1]}
                 except Exception as err:  # a variant that does not run here: recorded
                     row = {"error": one_line(err)}
-                line = {"arch": arch, "batch": batch, "shape": [batch, h, n, d], "candidate": name, **row, **env}
-                print(json.dumps(line), flush=True)
-                with open(args.out, "a") as fh:
-                    fh.write(json.dumps(line) + "\n")
+                write_row(args.out, {"arch": arch, "batch": batch, "shape": [batch, h, n, d], "candidate": name, **row, **env})
             del cases
             torch.cuda.empty_cache()
 

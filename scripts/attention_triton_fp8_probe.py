@@ -3,7 +3,7 @@ at SD3.5 Large's and FLUX.1's shapes on Hopper, and at what error. An experiment
 (an optional 8-bit attention behind a flag): cuDNN's own FP8 graph gives only an FP8 output on sm90
 (6-10% error, scripts/attention_fp8_probe.py), so this is the remaining way to FP8 tensor cores.
 
-The kernel (FlashAttention-2's online softmax, Dao 2023, Algorithm 1; one program per 128-query tile
+The kernel (FlashAttention-2's online softmax, Dao 2023, Algorithm 1; one program per BLOCK_M queries
 and (batch, head)):
   S = (q8 @ k8^T) * s_q[m] * s_k[n]    q8, k8: E4M3 with one scale per token (amax / 448), the softmax
                                        scale and log2(e) folded into s_q; k smoothed first (its mean
@@ -12,14 +12,16 @@ and (batch, head)):
   O += P8 @ v8                         P in E4M3 after x256 (P <= 1, so it stays clear of subnormals);
                                        v8: E4M3 with one scale per channel, stored [D, N] since FP8 wgmma
                                        reads its B operand K-major
-  or O += P_bf16 @ v_bf16              (pv=bf16: only QK^T in FP8, like SageAttention 1)
+  or O += P_bf16 @ v_bf16              (PV in bf16: only QK^T in 8 bits, like SageAttention 1)
   out = O * s_v[d] / (256 * l)         bf16, written [B, N, H, D]: the layout the projection after
                                        attention reads, so no transpose copy follows.
 q, k, v are quantized (and padded to 128 tokens) by one torch.compile'd function: "quant_us".
 
 Candidates (median us of triton.testing.do_bench; rel_err against float64 as in attention_fp8_probe):
-sdpa_cudnn_bf16 (what hprune runs), and triton_fp8 / triton_qk8 under several tile configurations,
-the fastest first. One JSON line per (arch, batch, candidate) to --out.
+sdpa_cudnn_bf16 (what hprune runs), and triton_qk_{fp8,int8}_pv_{fp8,bf16} (QK^T in FP8 or INT8 with one
+scale per token, PV as above or in bf16) under six tile configurations each, the fastest first. One JSON line per (arch, batch, candidate,
+configuration) to --out. The kernel's numerics were checked on CPU with Triton's interpreter
+(TRITON_INTERPRET=1, float16 inputs: the interpreter mishandles bfloat16) against the float64 reference.
 
     PYTHONPATH=src python3 scripts/attention_triton_fp8_probe.py --out $OUT/attention_triton_fp8.jsonl
 """
@@ -27,20 +29,17 @@ the fastest first. One JSON line per (arch, batch, candidate) to --out.
 from __future__ import annotations
 
 import argparse
-import json
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
-from functools import partial
-
-from attention_fp8_probe import SHAPES, PEAKY_GAIN, inputs, median_us, one_line, reference, rel_err
+from attention_fp8_probe import SHAPES, draw_cases, median_us, one_line, rel_err, write_row
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 E4M3_MAX = 448.0
-P_GAIN = 256.0
 PAD = 128
 # (BLOCK_M, BLOCK_N, num_warps, num_stages)
 CONFIGS = [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (128, 128, 8, 2), (64, 64, 4, 3), (128, 64, 4, 4)]
@@ -174,10 +173,7 @@ def main() -> None:
     env = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__}
     for arch, (h, n, d) in SHAPES.items():
         for batch in map(int, args.batches.split(",")):
-            cases = []
-            for gain, seed in ((1.0, 0), (PEAKY_GAIN, 1)):
-                x = inputs(batch, h, n, d, gain, seed)
-                cases.append((x, reference(*x)))
+            cases = draw_cases(batch, h, n, d)
             flops = 4 * batch * h * n * n * d
             found = [("sdpa_cudnn_bf16", measure_cudnn(cases))]
             for qk_int8, pv_fp8 in ((False, True), (True, True), (True, False), (False, False)):
@@ -186,10 +182,7 @@ def main() -> None:
             for name, row in found:
                 if "us" in row:
                     row["tflops"] = round(flops / row["us"] / 1e6, 1)
-                line = {"arch": arch, "batch": batch, "shape": [batch, h, n, d], "candidate": name, **row, **env}
-                print(json.dumps(line), flush=True)
-                with open(args.out, "a") as fh:
-                    fh.write(json.dumps(line) + "\n")
+                write_row(args.out, {"arch": arch, "batch": batch, "shape": [batch, h, n, d], "candidate": name, **row, **env})
             del cases
             torch.cuda.empty_cache()
 
