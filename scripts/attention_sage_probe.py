@@ -1,10 +1,11 @@
-"""SageAttention 2's Hopper kernel (INT8 QK^T per thread, FP8 PV with float32 accumulation, k smoothed;
+"""SageAttention 2's Hopper kernel (INT8 QK^T, FP8 PV with float32 accumulation, k smoothed;
 Zhang et al., "SageAttention2", 2025) against cuDNN's bf16 attention at SD3.5 Large's and FLUX.1's
 shapes, speed and error. An experiment for issue 18, item 2: no SageAttention 2 wheel is reachable, so
 it is built from source on the GPU machine (its own nvcc 13.0), sm90 kernels and fused quantization
 only:
 
-    # here: the source (git-ignored), from a snapshot of github.com/thu-ml/SageAttention (v2.2.0)
+    # here: the source (git-ignored), from github.com/thu-ml/SageAttention at d1a57a5 (v2.2.0 + 38 commits;
+    # the v2.2.0 tag's sm90_compile.py lets its fake implementation replace the real op, fixed in d970424)
     mkdir .sage-src && git --git-dir=<snapshot> archive HEAD csrc sageattention setup.py LICENSE | tar x -C .sage-src
     # in setup.py, build neither the sm80 nor the sm89 modules (the sm90 path imports them optionally)
     # there (carry .sage-src):
@@ -12,7 +13,9 @@ only:
     PYTHONPATH=.sage-src python3 scripts/attention_sage_probe.py --out $OUT/attention_sage.jsonl
 
 Timed as a model would call it: `sageattn_qk_int8_pv_fp8_cuda_sm90(q, k, v)` on the bf16 [B, H, N, D]
-tensors, its quantization of q, k and v included. Errors as in attention_fp8_probe.py (float64
+tensors, its quantization of q, k and v included. Candidates: sdpa_cudnn_bf16 (what hprune runs),
+sage2_sm90_per_thread (the library's default INT8 granularity), sage2_sm90_per_warp, and
+sage2_sm90_fp32_accum (pv_accum_dtype="fp32", which the sm90 kernel refuses: an error row). Errors as in attention_fp8_probe.py (float64
 reference; rel_err on randn inputs, rel_err_peaky with logits of std 3).
 """
 

@@ -9,7 +9,7 @@ and (batch, head)):
                                        scale and log2(e) folded into s_q; k smoothed first (its mean
                                        over tokens removed, which softmax does not see: SageAttention,
                                        Zhang et al. 2025, Section 4.2)
-  O += P8 @ v8                         P in E4M3 after x256 (P <= 1, so it stays clear of subnormals);
+  O += P8 @ v8                         P in E4M3 after x256 (P <= 1: entries above 6e-5 stay normal);
                                        v8: E4M3 with one scale per channel, stored [D, N] since FP8 wgmma
                                        reads its B operand K-major
   or O += P_bf16 @ v_bf16              (PV in bf16: only QK^T in 8 bits, like SageAttention 1)
@@ -23,7 +23,7 @@ scale per token, PV as above or in bf16) under six tile configurations each, the
 configuration) to --out. The kernel's numerics were checked on CPU with Triton's interpreter
 (TRITON_INTERPRET=1, float16 inputs: the interpreter mishandles bfloat16) against the float64 reference.
 
-    PYTHONPATH=src python3 scripts/attention_triton_fp8_probe.py --out $OUT/attention_triton_fp8.jsonl
+    python3 scripts/attention_triton_fp8_probe.py --out $OUT/attention_triton_fp8.jsonl
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@
 #   bash scripts/bench_device_issue18.sh encoders+gptq
 #   bash scripts/bench_device_issue18.sh flux-dev  # FLUX.1 dev 30% and 20% tables, w4fp8 + CUDA graph (no FP8 original)
 #   bash scripts/bench_device_issue18.sh teacher-twins  # the shapes teachers' 4-bit twins on test (carry .whl-bnb too)
-#   BACKENDS_ARCH=flux.1-schnell BACKENDS_RATIOS=0.3 bash scripts/bench_device_issue18.sh backends
-#                                                 # bnb-nf4 and torchao int4 (tinygemm) rows, compiled + CUDA graph (carry .whl-bnb too)
+#   bash scripts/bench_device_issue18.sh backends  # bnb-nf4 and torchao int4 (tinygemm) rows, compiled + CUDA graph (carry .whl-bnb too)
+#   BACKENDS_ARCH=flux.1-schnell BACKENDS_RATIOS=0.3 BACKENDS_QUANTS=bnb-nf4 bash scripts/bench_device_issue18.sh backends
 #   bash scripts/bench_device_issue18.sh gptq+twins
 # At most 8 files come back from a call, so every log goes to run.log.
 set -o pipefail
@@ -70,7 +70,7 @@ case $1 in
   backends)  # item 6's other 4-bit backends: bnb-nf4 (the paper's) and torchao int4 (tinygemm layout: no mslk wheel needed)
     arch=${BACKENDS_ARCH:-sd3.5-large}
     timeout -k 5 $(left 575) python3 scripts/bench_table.py --arch $arch --ratios ${BACKENDS_RATIOS:-0.2,0.3} --no-eager --cuda-graph \
-        --quants bnb-nf4,torchao-int4-tinygemm --out "$OUT/backends-$arch" 2>&1 | grep "^|\|^#\|FAILED" | tee -a "$log" ;;
+        --quants ${BACKENDS_QUANTS:-bnb-nf4,torchao-int4-tinygemm} --out "$OUT/backends-$arch" 2>&1 | grep "^|\|^#\|FAILED" | tee -a "$log" ;;
   teacher-twins)  # resumable: each evaluation is written as it ends (per-image scores in the .npz beside it)
     # TWIN_BACKENDS other than the default go to their own file (teacher_twins_<teacher>-<backends>.json)
     backends=${TWIN_BACKENDS:-w4fp8,bnb-nf4}; suffix=$([ "$backends" = w4fp8,bnb-nf4 ] || echo "-${backends//,/+}")

@@ -54,7 +54,7 @@ BACKENDS = [
     TorchaoBackend(
         name="torchao-int4-tinygemm",
         summary=("torchao int4 weight-only, group 128, tinygemm layout (kernel in PyTorch itself; made for a few "
-                 "tokens: 11x slower than bf16 at 1024x1024 on an H200)"),
+                 "tokens: 10-12x slower than the bf16 original at 1024x1024 on an H200)"),
         extra={"kind": "int4", "packing": "tile_packed_to_4d"}, **_COMMON,
     ),
     TorchaoBackend(
