@@ -84,3 +84,21 @@ def test_a_missing_calibration_prompt_file_is_one_sentence_and_writes_nothing(tm
                  "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "nope.txt does not exist" in err and "Traceback" not in err and not out.exists()
+
+
+def test_a_backend_with_a_caution_says_it_on_stderr_and_still_quantizes(tmp_path, capsys, monkeypatch):
+    from hprune.quant import get_backend
+
+    monkeypatch.setattr(get_backend("w4fp8"), "caution", "planted: w4fp8 is slow at one token.")
+    assert quantize(tmp_path) == 0
+    captured = capsys.readouterr()
+    assert "note: planted: w4fp8 is slow at one token." in captured.err
+    assert "quantized" in captured.out
+
+
+def test_the_tinygemm_layout_cautions_against_many_tokens_and_names_the_fast_backends():
+    from hprune.quant import backends
+
+    cautioned = {name for name, backend in backends().items() if backend.caution}
+    assert cautioned == {"torchao-int4-tinygemm"}
+    assert "w4fp8" in backends()["torchao-int4-tinygemm"].caution

@@ -168,3 +168,11 @@ def test_show_recipe_without_a_model_says_where_alpha_comes_from(capsys):
     flux_on_cpu = ["--recipe", "flux.1-schnell", "--set", "run.device=cpu", "--quant", "none"]
     assert main(["run", "--show-recipe", *flux_on_cpu]) == 0
     assert "[plan]\nalpha = 0.01\n" in capsys.readouterr().out  # the recipe names its family
+
+
+def test_a_quant_backend_with_a_caution_is_noted_when_the_recipe_is_checked(capsys, monkeypatch):
+    from hprune.quant import get_backend
+
+    monkeypatch.setattr(get_backend("w4fp8"), "caution", "planted: w4fp8 is slow at one token.")
+    assert main(["run", "shapes-sd3", "--quant", "w4fp8", "--show-recipe"]) == 0
+    assert "note: planted: w4fp8 is slow at one token." in capsys.readouterr().err

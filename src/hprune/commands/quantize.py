@@ -61,7 +61,10 @@ def run(args) -> int:
     check_out(Path(args.out))
     from hprune.quant import get_backend
 
-    get_backend(config.backend).check(device=args.device)  # before the model loads: no GPU, no package
+    backend = get_backend(config.backend)
+    backend.check(device=args.device)  # before the model loads: no GPU, no package
+    if backend.caution:
+        print(f"note: {backend.caution}", file=sys.stderr)
     if Manifest.read(model_folder(args.model_dir)).steps("quantize"):
         raise HpruneError(f"{args.model_dir} is already quantized; quantize the 16-bit (pruned or distilled) model instead.")
     per_latent = _pixels_per_latent(args.model_dir, args.max_size) if args.max_size is not None else None

@@ -9,6 +9,7 @@ setting the run would use.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from hprune.core.errors import HpruneError
@@ -200,8 +201,11 @@ def _check_quant(backend: str, device: str) -> None:
 
     import torch
 
+    chosen = get_backend(backend)
     try:
-        get_backend(backend).check(device=torch.device(device))
+        chosen.check(device=torch.device(device))
     except HpruneError as err:  # its fix names `hprune quantize --backend`; here that is --quant
         raise HpruneError(str(err).replace("--backend", "--quant (quantize.backend)")) from None
+    if chosen.caution:
+        print(f"note: {chosen.caution}", file=sys.stderr)
 

@@ -27,6 +27,8 @@ class Backend:
     needs_gpu: bool = False
     file_format: str = "safetensors"  # or "torch" for tensor subclasses
     extra: dict = field(default_factory=dict)
+    # what the backend is not good for, said when a command picks it (`note: ...` on stderr); "" for none
+    caution: str = ""
 
     def check(self, device=None, folder=None) -> None:
         """Raise HpruneError naming the fix when a GPU or a package is missing: before
