@@ -25,6 +25,7 @@ only where no block fell back to eager. --tiny shrinks the widths for a dry run 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import tempfile
@@ -66,6 +67,8 @@ def parse():
     p.add_argument("--text-tokens", type=int, help="default: the pipeline's (SD3 333, FLUX 512)")
     p.add_argument("--tiny", action="store_true", help="tiny widths, CPU allowed: a dry run of this script")
     p.add_argument("--out", default="results/scale.json")
+    p.add_argument("--profile", metavar="JSON", help="record CUDA kernels (torch.profiler) and write where the last step's "
+                   "GPU time went (scripts/trace_summary.py) to JSON instead of saving a row: the profiler slows the step")
     return p.parse_args()
 
 
@@ -148,11 +151,14 @@ def main() -> None:
     attention = use_fastest_attention(teacher)  # what distill() picks for both models
     peak = gemm_peak_tflops(device)
     flops = step_flops(teacher, plan, cfg, data, device) * global_batch
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _profiled(args.profile, tmp) as prof:
         run = _shared_dir(state, tmp)
         distill(teacher, plan, data, cfg, run, progress=False)
         summary = json.loads((run / "training_summary.json").read_text()) if state.is_main_process else None
     if not state.is_main_process:
+        return
+    if prof is not None:
+        print(json.dumps(prof["summary"]))
         return
     step_s = statistics.median(summary["step_seconds"][args.warmup:])
     per_gpu = flops / step_s / state.num_processes / 1e12
@@ -173,6 +179,28 @@ def main() -> None:
         row["dynamo_graphs"] = counters["stats"]["unique_graphs"]
     save_row(Path(args.out), row)
     print(json.dumps(row))
+
+
+@contextlib.contextmanager
+def _profiled(path: str | None, tmp: str):
+    """With a path: the CUDA kernels of the whole run recorded; on exit, the last step's summary
+    (scripts/trace_summary.py) written to path and kept in the yielded dict. Without: None."""
+    if path is None:
+        yield None
+        return
+    if not torch.cuda.is_available():
+        raise SystemExit("--profile records CUDA kernels and needs a CUDA GPU.")
+    from torch.profiler import ProfilerActivity, profile
+
+    from trace_summary import summarize
+
+    out = {}
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        yield out
+    trace = Path(tmp) / "trace.json"
+    prof.export_chrome_trace(str(trace))
+    out["summary"] = summarize(json.loads(trace.read_text()))
+    Path(path).write_text(json.dumps(out["summary"], indent=1) + "\n")
 
 
 def _shared_dir(state, tmp: str) -> Path:
