@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -68,7 +70,8 @@ def parse():
     p.add_argument("--tiny", action="store_true", help="tiny widths, CPU allowed: a dry run of this script")
     p.add_argument("--out", default="results/scale.json")
     p.add_argument("--profile", metavar="JSON", help="record CUDA kernels (torch.profiler) and write where the last step's "
-                   "GPU time went (scripts/trace_summary.py) to JSON instead of saving a row: the profiler slows the step")
+                   "GPU time went (scripts/trace_summary.py) to JSON, the trace beside it (JSON.trace.json.gz), instead of saving a row: "
+                   "the profiler slows the step")
     return p.parse_args()
 
 
@@ -199,6 +202,8 @@ def _profiled(path: str | None, tmp: str):
         yield out
     trace = Path(tmp) / "trace.json"
     prof.export_chrome_trace(str(trace))
+    with open(trace, "rb") as src, gzip.open(f"{path}.trace.json.gz", "wb") as dst:  # for another reading later
+        shutil.copyfileobj(src, dst)
     out["summary"] = summarize(json.loads(trace.read_text()))
     Path(path).write_text(json.dumps(out["summary"], indent=1) + "\n")
 

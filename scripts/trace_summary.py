@@ -2,8 +2,8 @@
 
     python scripts/trace_summary.py TRACE.json [--boundary adam] [--out summary.json]
 
-The last complete step is the window between the last two kernels whose name contains --boundary
-(the fused AdamW kernel ends every step of hprune.distill). In it: the wall time, the time some
+The last complete step is the window between the ends of the last two runs of consecutive kernels
+whose names contain --boundary (fused AdamW's multi_tensor_apply kernels, FusedOptimizerTensorListMetadata, end every step of hprune.distill). In it: the wall time, the time some
 kernel ran (the union of kernel intervals), the idle time, kernel time by category, the longest
 kernels and the longest idle gaps with the kernels on either side. Used by scale_distill.py --profile.
 """
@@ -57,9 +57,15 @@ def busy_and_gaps(spans: list[tuple[float, float, str]], lo: float, hi: float):
     return busy, gaps
 
 
-def summarize(trace: dict, boundary: str = "adam", top: int = 12) -> dict:
+def step_ends(spans: list[tuple[float, float, str]], boundary: str) -> list[float]:
+    """Where each run of consecutive boundary kernels ends: one optimizer step launches several."""
+    marks = [boundary.lower() in name.lower() for _, _, name in spans]
+    return [spans[i][1] for i, mark in enumerate(marks) if mark and (i + 1 == len(spans) or not marks[i + 1])]
+
+
+def summarize(trace: dict, boundary: str = "FusedOptimizer", top: int = 12) -> dict:
     spans = kernels(trace)
-    ends = [stop for _, stop, name in spans if boundary in name.lower()]
+    ends = step_ends(spans, boundary)
     if len(ends) < 2:
         raise ValueError(f"fewer than two kernels named like '{boundary}' in the trace: no complete step")
     lo, hi = ends[-2], ends[-1]
@@ -84,7 +90,7 @@ def summarize(trace: dict, boundary: str = "adam", top: int = 12) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("trace")
-    parser.add_argument("--boundary", default="adam")
+    parser.add_argument("--boundary", default="FusedOptimizer")
     parser.add_argument("--out")
     args = parser.parse_args()
     with open(args.trace) as fh:

@@ -22,13 +22,15 @@ def _trace(*kernels):
 
 def test_the_window_is_the_last_step_and_overlaps_count_once():
     summary = _script().summarize(_trace(
-        ("fused_adamw_kernel", 0, 100),            # step 1 ends at 100
-        ("sm90_xmma_gemm_bf16", 100, 400),         # first step, outside the window
-        ("fused_adamw_kernel", 500, 100),          # step 2 ends at 600: the window opens
+        ("multi_tensor_apply_kernel<FusedOptimizerTensorListMetadata>", 0, 100),    # step 1 ends at 100
+        ("sm90_xmma_gemm_bf16", 100, 400),              # first step, outside the window
+        ("multi_tensor_apply_kernel<FusedOptimizerTensorListMetadata>", 500, 50),   # step 2's optimizer: two kernels,
+        ("multi_tensor_apply_kernel<FusedOptimizerTensorListMetadata>", 550, 50),   # it ends at 600: the window opens
         ("sm90_xmma_gemm_bf16", 650, 300),         # 50 idle before it
         ("cudnn_generated_fmha_fprop", 800, 300),  # overlaps the GEMM by 150
         ("triton_poi_fused_mul_0", 1200, 100),     # 100 idle before it
-        ("fused_adamw_kernel", 1400, 200),         # 100 idle before it; the window closes at 1600
+        ("multi_tensor_apply_kernel<FusedOptimizerTensorListMetadata>", 1400, 150),  # 100 idle before it
+        ("multi_tensor_apply_kernel<FusedOptimizerTensorListMetadata>", 1550, 50),   # the window closes at 1600
     ))
     assert summary["step_wall_ms"] == 1.0
     assert summary["gpu_busy_ms"] == 0.75 and summary["gpu_idle_ms"] == 0.25
@@ -41,4 +43,4 @@ def test_the_window_is_the_last_step_and_overlaps_count_once():
 
 def test_a_trace_without_two_step_boundaries_is_refused():
     with pytest.raises(ValueError, match="no complete step"):
-        _script().summarize(_trace(("fused_adamw_kernel", 0, 100), ("gemm", 100, 10)))
+        _script().summarize(_trace(("multi_tensor_apply_kernel<FusedOptimizerTensorListMetadata>", 0, 100), ("gemm", 100, 10)))
