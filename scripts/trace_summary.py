@@ -1,9 +1,10 @@
 """Where one training step's GPU time goes, from a torch.profiler Chrome trace (CUDA activity).
 
-    python scripts/trace_summary.py TRACE.json [--boundary adam] [--out summary.json]
+    python scripts/trace_summary.py TRACE.json [--boundary multi_tensor_apply] [--out summary.json]
 
-The last complete step is the window between the ends of the last two runs of consecutive kernels
-whose names contain --boundary (fused AdamW's multi_tensor_apply kernels, FusedOptimizerTensorListMetadata, end every step of hprune.distill). In it: the wall time, the time some
+The last complete step is the window between the ends of the last two clusters of kernels whose names
+contain --boundary (the foreach / fused kernels of gradient clipping and AdamW end every step of
+hprune.distill). In it: the wall time, the time some
 kernel ran (the union of kernel intervals), the idle time, kernel time by category, the longest
 kernels and the longest idle gaps with the kernels on either side. Used by scale_distill.py --profile.
 """
@@ -11,16 +12,18 @@ kernels and the longest idle gaps with the kernels on either side. Used by scale
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 from collections import defaultdict
 
-# first match wins: (category, substrings of the lower-cased kernel name)
+# first match wins: (category, substrings of the lower-cased kernel name); inductor's kernels are named
+# after the ops they fuse ("_to_copy", "_scaled_dot_product_cudnn_attention_cat"), so "triton_" is read before "attention" and "copy"
 CATEGORIES = (
-    ("optimizer", ("adam", "multi_tensor")),
-    ("attention", ("fmha", "flash", "sdpa", "cudnn", "attention")),
-    ("gemm", ("gemm", "xmma", "cutlass", "cublas", "sm90_", "nvjet", "splitk")),
-    ("copy", ("memcpy", "memset", "copy")),
+    ("optimizer and gradient clipping (foreach / fused)", ("multi_tensor_apply", "adam")),
     ("inductor (fused pointwise / norm / reduction)", ("triton_",)),
+    ("attention", ("fmha", "flash", "sdpa_sm90", "_sdpa_", "attention")),
+    ("gemm", ("gemm", "xmma", "cutlass", "cublas", "nvjet", "splitk")),
+    ("copy, memset", ("memcpy", "memset", "direct_copy", "copy_kernel", "nchwtonhwc", "nhwctonchw")),
     ("aten elementwise / reduction", ("elementwise", "reduce", "vectorized")),
 )
 
@@ -57,15 +60,17 @@ def busy_and_gaps(spans: list[tuple[float, float, str]], lo: float, hi: float):
     return busy, gaps
 
 
-def step_ends(spans: list[tuple[float, float, str]], boundary: str) -> list[float]:
-    """Where each run of consecutive boundary kernels ends: one optimizer step launches several."""
-    marks = [boundary.lower() in name.lower() for _, _, name in spans]
-    return [spans[i][1] for i, mark in enumerate(marks) if mark and (i + 1 == len(spans) or not marks[i + 1])]
+def step_ends(spans: list[tuple[float, float, str]], boundary: str, join: int = 16) -> list[float]:
+    """Where each cluster of boundary kernels ends. One optimizer step launches several (one fused
+    kernel per parameter group and chunk, the step counters, gradient clipping's foreach norm), with at
+    most `join` other kernels between them."""
+    hits = [i for i, (_, _, name) in enumerate(spans) if boundary.lower() in name.lower()]
+    return [spans[i][1] for i, j in zip(hits, hits[1:] + [None]) if j is None or j - i > join + 1]
 
 
-def summarize(trace: dict, boundary: str = "FusedOptimizer", top: int = 12) -> dict:
+def summarize(trace: dict, boundary: str = "multi_tensor_apply", top: int = 12, join: int = 16) -> dict:
     spans = kernels(trace)
-    ends = step_ends(spans, boundary)
+    ends = step_ends(spans, boundary, join)
     if len(ends) < 2:
         raise ValueError(f"fewer than two kernels named like '{boundary}' in the trace: no complete step")
     lo, hi = ends[-2], ends[-1]
@@ -90,10 +95,10 @@ def summarize(trace: dict, boundary: str = "FusedOptimizer", top: int = 12) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("trace")
-    parser.add_argument("--boundary", default="FusedOptimizer")
+    parser.add_argument("--boundary", default="multi_tensor_apply")
     parser.add_argument("--out")
     args = parser.parse_args()
-    with open(args.trace) as fh:
+    with (gzip.open if args.trace.endswith(".gz") else open)(args.trace, "rt") as fh:
         summary = summarize(json.load(fh), args.boundary)
     text = json.dumps(summary, indent=1)
     print(text)
