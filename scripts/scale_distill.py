@@ -136,6 +136,10 @@ def main() -> None:
     from hprune.distill.parallel import process_state
 
     args = parse()
+    if args.profile and not torch.cuda.is_available():
+        raise SystemExit("--profile records CUDA kernels and needs a CUDA GPU.")
+    if args.profile and args.warmup + args.steps < 2:
+        raise SystemExit("--profile reads the last of at least two steps: make --warmup + --steps 2 or more.")
     state = process_state()
     arch = get_arch(args.arch)
     device = state.device
@@ -154,7 +158,7 @@ def main() -> None:
     attention = use_fastest_attention(teacher)  # what distill() picks for both models
     peak = gemm_peak_tflops(device)
     flops = step_flops(teacher, plan, cfg, data, device) * global_batch
-    with tempfile.TemporaryDirectory() as tmp, _profiled(args.profile, tmp) as prof:
+    with tempfile.TemporaryDirectory() as tmp, _profiled(args.profile if state.is_main_process else None, tmp) as prof:
         run = _shared_dir(state, tmp)
         distill(teacher, plan, data, cfg, run, progress=False)
         summary = json.loads((run / "training_summary.json").read_text()) if state.is_main_process else None
@@ -186,13 +190,12 @@ def main() -> None:
 
 @contextlib.contextmanager
 def _profiled(path: str | None, tmp: str):
-    """With a path: the CUDA kernels of the whole run recorded; on exit, the last step's summary
-    (scripts/trace_summary.py) written to path and kept in the yielded dict. Without: None."""
+    """With a path: the CUDA kernels of the whole run recorded (by the main process: the caller passes
+    None on the others); on exit, the last step's summary (scripts/trace_summary.py) written to path and
+    kept in the yielded dict. Without: None."""
     if path is None:
         yield None
         return
-    if not torch.cuda.is_available():
-        raise SystemExit("--profile records CUDA kernels and needs a CUDA GPU.")
     from torch.profiler import ProfilerActivity, profile
 
     from trace_summary import summarize

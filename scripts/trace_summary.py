@@ -22,7 +22,7 @@ CATEGORIES = (
     ("optimizer and gradient clipping (foreach / fused)", ("multi_tensor_apply", "adam")),
     ("inductor (fused pointwise / norm / reduction)", ("triton_",)),
     ("attention", ("fmha", "flash", "sdpa_sm90", "_sdpa_", "attention")),
-    ("gemm", ("gemm", "xmma", "cutlass", "cublas", "nvjet", "splitk")),
+    ("gemm", ("gemm", "gemv", "xmma", "cutlass", "cublas", "nvjet", "splitk")),
     ("copy, memset", ("memcpy", "memset", "direct_copy", "copy_kernel", "nchwtonhwc", "nhwctonchw")),
     ("aten elementwise / reduction", ("elementwise", "reduce", "vectorized")),
 )
@@ -68,11 +68,12 @@ def step_ends(spans: list[tuple[float, float, str]], boundary: str, join: int = 
     return [spans[i][1] for i, j in zip(hits, hits[1:] + [None]) if j is None or j - i > join + 1]
 
 
-def summarize(trace: dict, boundary: str = "multi_tensor_apply", top: int = 12, join: int = 16) -> dict:
+def summarize(trace: dict, boundary: str = "multi_tensor_apply", top: int = 20, join: int = 16) -> dict:
     spans = kernels(trace)
     ends = step_ends(spans, boundary, join)
     if len(ends) < 2:
-        raise ValueError(f"fewer than two kernels named like '{boundary}' in the trace: no complete step")
+        raise ValueError(f"fewer than two optimizer steps (clusters of kernels named like '{boundary}') in the "
+                         "trace: no complete step")
     lo, hi = ends[-2], ends[-1]
     inside = [(s, e, n) for s, e, n in spans if e > lo and s < hi]
     busy, gaps = busy_and_gaps(inside, lo, hi)
@@ -80,14 +81,14 @@ def summarize(trace: dict, boundary: str = "multi_tensor_apply", top: int = 12, 
     for s, e, n in inside:
         d = min(e, hi) - max(s, lo)
         by_cat[category(n)] += d
-        by_name[n[:120]] += d
+        by_name[n] += d  # whole names: kernels differ in their template arguments, late in the name
     ms = lambda us: round(us / 1000, 3)  # noqa: E731
     return {
         "step_wall_ms": ms(hi - lo), "gpu_busy_ms": ms(busy), "gpu_idle_ms": ms(hi - lo - busy),
         "kernels": len(inside),
         "kernel_ms_by_category": {k: ms(v) for k, v in sorted(by_cat.items(), key=lambda kv: -kv[1])},
         "top_kernels_ms": {k: ms(v) for k, v in sorted(by_name.items(), key=lambda kv: -kv[1])[:top]},
-        "longest_gaps": [{"ms": ms(g), "after": a[:100], "before": b[:100]} for g, a, b in sorted(gaps, reverse=True)[:top]],
+        "longest_gaps": [{"ms": ms(g), "after": a[:160], "before": b[:160]} for g, a, b in sorted(gaps, reverse=True)[:top]],
         "gaps_over_20us_ms": ms(sum(g for g, _, _ in gaps if g > 20)),
     }
 

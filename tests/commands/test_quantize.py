@@ -92,8 +92,13 @@ def test_a_backend_with_a_caution_says_it_on_stderr_and_still_quantizes(tmp_path
     monkeypatch.setattr(get_backend("w4fp8"), "caution", "planted: w4fp8 is slow at one token.")
     assert quantize(tmp_path) == 0
     captured = capsys.readouterr()
-    assert "note: planted: w4fp8 is slow at one token." in captured.err
+    assert captured.err.count("note: planted: w4fp8 is slow at one token.") == 1
     assert "quantized" in captured.out
+    # a folder that cannot be quantized gets its one-sentence error, and no note before it
+    again = ["quantize", str(tmp_path / "q"), "--backend", "w4fp8", "--device", "cpu", "--out", str(tmp_path / "q2")]
+    assert main(again) == 1
+    err = capsys.readouterr().err
+    assert "already quantized" in err and "note:" not in err
 
 
 def test_the_tinygemm_layout_cautions_against_many_tokens_and_names_the_fast_backends():

@@ -175,4 +175,14 @@ def test_a_quant_backend_with_a_caution_is_noted_when_the_recipe_is_checked(caps
 
     monkeypatch.setattr(get_backend("w4fp8"), "caution", "planted: w4fp8 is slow at one token.")
     assert main(["run", "shapes-sd3", "--quant", "w4fp8", "--show-recipe"]) == 0
-    assert "note: planted: w4fp8 is slow at one token." in capsys.readouterr().err
+    assert capsys.readouterr().err.count("note: planted: w4fp8 is slow at one token.") == 1
+
+
+def test_a_run_that_fails_its_checks_says_no_caution_before_the_error(tmp_path, capsys, monkeypatch):
+    from hprune.quant import get_backend
+
+    monkeypatch.setattr(get_backend("w4fp8"), "caution", "planted: w4fp8 is slow at one token.")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "other.txt").write_text("not a run")
+    err = _fails(capsys, ["shapes-sd3", "--quant", "w4fp8", "--out", str(tmp_path / "taken")], "not empty")
+    assert "note:" not in err

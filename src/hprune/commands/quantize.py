@@ -56,18 +56,20 @@ def run(args) -> int:
     from hprune.core.atomic import check_out
     from hprune.quant.quantize import QuantConfig, quantize_, unmatched_patterns, weight_bytes
 
+    rounding, rounding_note = _rounding(args)
     config = QuantConfig(backend=args.backend, group_size=args.group_size, skip=_skip_patterns(args.skip),
-                         double_quant=not args.no_double_quant, rounding=_rounding(args))
+                         double_quant=not args.no_double_quant, rounding=rounding)
     check_out(Path(args.out))
     from hprune.quant import get_backend
 
     backend = get_backend(config.backend)
     backend.check(device=args.device)  # before the model loads: no GPU, no package
-    if backend.caution:
-        print(f"note: {backend.caution}", file=sys.stderr)
     if Manifest.read(model_folder(args.model_dir)).steps("quantize"):
         raise HpruneError(f"{args.model_dir} is already quantized; quantize the 16-bit (pruned or distilled) model instead.")
     per_latent = _pixels_per_latent(args.model_dir, args.max_size) if args.max_size is not None else None
+    for note in (rounding_note, backend.caution):  # every check passed: the work starts
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, calibration = _model_and_calibration(args, config, device)
     before = weight_bytes(model)
@@ -87,22 +89,22 @@ def run(args) -> int:
     return 0
 
 
-def _rounding(args) -> str:
-    """--rounding, or its default: gptq for w4fp8 per row where MODEL_DIR has a pipeline to draw with."""
+def _rounding(args) -> tuple[str, str | None]:
+    """--rounding, or its default: gptq for w4fp8 per row where MODEL_DIR has a pipeline to draw with;
+    and a note, said once the checks passed, when the default falls back to nearest."""
     from hprune.folders import pipeline_folder
 
     if args.rounding is not None:
         if args.rounding == "gptq" and pipeline_folder(args.model_dir) is None:
             raise HpruneError(f"--rounding gptq draws calibration images with the model's pipeline, and {args.model_dir} "
                               "is a bare transformer folder; pass its pipeline or run folder, or --rounding nearest.")
-        return args.rounding
+        return args.rounding, None
     if args.backend != "w4fp8" or args.group_size not in (None, 0):
-        return "nearest"
+        return "nearest", None
     if pipeline_folder(args.model_dir) is None:
-        print(f"note: {args.model_dir} has no pipeline to draw calibration images with, so w4fp8 rounds to nearest; "
-              "pass the pipeline or run folder for GPTQ rounding (less error, same size and speed).", file=sys.stderr)
-        return "nearest"
-    return "gptq"
+        return "nearest", (f"{args.model_dir} has no pipeline to draw calibration images with, so w4fp8 rounds to "
+                           "nearest; pass the pipeline or run folder for GPTQ rounding (less error, same size and speed).")
+    return "gptq", None
 
 
 def _model_and_calibration(args, config, device):

@@ -48,6 +48,7 @@ def run(args) -> int:
         recipe = with_changes(recipe, "quantize", backend=args.quant)
     if args.show_recipe:
         print(_shown_recipe(args, recipe), end="")
+        _say_caution(recipe.quantize.backend)
         return 0
     ctx = prepare(args, recipe)
     if args.no_progress:
@@ -56,6 +57,7 @@ def run(args) -> int:
 
     start(ctx)
     print(f"run of {ctx.model} at ratio {ctx.ratio:g} in {ctx.layout.root} (recipe {recipe.name}, device {ctx.device})")
+    _say_caution(ctx.recipe.quantize.backend, ctx.layout)
     run_stages(ctx)
     print(f"compressed model: {ctx.layout.model} (load with hprune.load_pipeline); report: {ctx.layout.report_html}")
     return 0
@@ -201,11 +203,21 @@ def _check_quant(backend: str, device: str) -> None:
 
     import torch
 
-    chosen = get_backend(backend)
     try:
-        chosen.check(device=torch.device(device))
+        get_backend(backend).check(device=torch.device(device))
     except HpruneError as err:  # its fix names `hprune quantize --backend`; here that is --quant
         raise HpruneError(str(err).replace("--backend", "--quant (quantize.backend)")) from None
-    if chosen.caution:
-        print(f"note: {chosen.caution}", file=sys.stderr)
+
+
+def _say_caution(backend: str, layout=None) -> None:
+    """The quantize backend's caution on stderr, once the run's checks passed and while its quantize
+    stage is still to run (not again on a resume after it)."""
+    from hprune.quant import get_backend
+    from hprune.runs.runner import is_done
+
+    if backend == "none" or (layout is not None and is_done(layout, "quantize")):
+        return
+    caution = get_backend(backend).caution
+    if caution:
+        print(f"note: {caution}", file=sys.stderr)
 

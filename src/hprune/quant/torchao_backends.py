@@ -56,8 +56,8 @@ BACKENDS = [
         summary="torchao int4 weight-only, group 128, tinygemm layout (kernel in PyTorch itself)",
         extra={"kind": "int4", "packing": "tile_packed_to_4d"}, **_COMMON,
         caution=("torchao-int4-tinygemm's kernel is made for a few tokens per call: at 1024x1024 it ran 10-12x "
-                 "slower than the bf16 original on an H200 (docs/benchmarks.md); for speed pick w4fp8 (Hopper) "
-                 "or bnb-nf4."),
+                 "slower than the bf16 original on an H200 (docs/benchmarks.md); for speed pick w4fp8 (FP8 GPUs: "
+                 "Ada, Hopper or newer) or bnb-nf4."),
     ),
     TorchaoBackend(
         name="torchao-fp8",
