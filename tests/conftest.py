@@ -62,6 +62,21 @@ def seal_test_split():
 
 
 @pytest.fixture(scope="session")
+def script():
+    """`script(name)`: the module scripts/<name>.py (scripts/ is not a package), imported by path."""
+    import importlib.util
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def chromium():
     """A headless Debian `chromium` driven by Playwright (no browser download: the system binary).
     The README's test command installs it with apt; without it the browser tests fail, not skip,

@@ -109,7 +109,7 @@ def test_seeds_give_a_mean_an_interval_and_a_paired_bootstrap_at_40_percent(tiny
     assert ", ".join(f"{100 * d:.1f}" for d in ours["degradation_per_seed"]) in table  # each seed's degradation
 
 
-def test_the_table_is_rebuilt_from_the_job_files_alone(tiny_teacher):
+def test_the_table_is_rebuilt_from_the_job_files_alone(tiny_teacher, script):
     """scripts/ablation_tables.py's path: the committed per-job files give back the rows ablate
     returned (means, intervals, paired bootstrap); an unfinished job is named, not skipped."""
     from hprune.experiments.ablate import compare_methods, table_from_jobs
@@ -125,10 +125,10 @@ def test_the_table_is_rebuilt_from_the_job_files_alone(tiny_teacher):
     pairs = compare_methods(out, rows, "hpp+pwp", "koala")
     assert pairs == [{"ratio": 0.4, "quant": "none", **ours["vs_best_baseline"]}]
     assert compare_methods(out, rows, "hpp+pwp", "bkscore") == []  # no such row
-    script = _script("ablation_tables")
-    assert script.main([str(out), "--samples", str(tiny_teacher / "sheet.png"), "--pair", "hpp+pwp,koala"]) == 0
+    tables = script("ablation_tables")
+    assert tables.main([str(out), "--samples", str(tiny_teacher / "sheet.png"), "--pair", "hpp+pwp,koala"]) == 0
     assert (tiny_teacher / "sheet.txt").read_text().split() == ["teacher", "koala-0.4", "hpp-0.4", "hpp+pwp-0.4"]
-    assert script.main([str(out), "--pair", "hpp+pwp,bkscore"]) == 1  # not a method of this table
+    assert tables.main([str(out), "--pair", "hpp+pwp,bkscore"]) == 1  # not a method of this table
     (out / "koala-0.4-s1.json").unlink()
     with pytest.raises(HpruneError, match="1 jobs .* have not finished \\(koala-0.4-s1\\)"):
         table_from_jobs(out)
@@ -256,14 +256,3 @@ def test_r_thres_candidates_can_be_distilled_before_they_are_scored(tiny_teacher
     with pytest.raises(HpruneError, match="--r-thres-steps"):
         AblateConfig(r_thres_steps=-1)
 
-
-def _script(name: str):
-    """A module of scripts/ (not a package), imported by path."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

@@ -1,20 +1,9 @@
 """scripts/quant_quality_shapes.py: the MSE clip-ratio search for w4fp8's per-row int4 scales."""
 
-import importlib.util
-from pathlib import Path
-
 import torch
 import torch.nn as nn
 
 from hprune.quant.w4fp8 import W4Fp8Linear, pack_int4, quantize_tokens, unpack_int4
-
-
-def _script():
-    path = Path(__file__).resolve().parents[2] / "scripts" / "quant_quality_shapes.py"
-    spec = importlib.util.spec_from_file_location("quant_quality_shapes", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _heavy_tailed(n=96, k=256, seed=0):
@@ -22,13 +11,13 @@ def _heavy_tailed(n=96, k=256, seed=0):
     return torch.distributions.StudentT(2.0).sample((n, k)) * 0.02
 
 
-def test_ratio_grid_runs_from_half_to_one():
-    m = _script()
+def test_ratio_grid_runs_from_half_to_one(script):
+    m = script("quant_quality_shapes")
     assert m.RATIOS[0] == 0.5 and m.RATIOS[-1] == 1.0 and len(m.RATIOS) == 26
 
 
-def test_mse_packing_is_never_worse_than_absmax_and_clips_heavy_tails():
-    m = _script()
+def test_mse_packing_is_never_worse_than_absmax_and_clips_heavy_tails(script):
+    m = script("quant_quality_shapes")
     torch.manual_seed(0)
     for weight in (torch.randn(64, 128), _heavy_tailed()):
         for group_size in (0, 64):
@@ -45,8 +34,8 @@ def test_mse_packing_is_never_worse_than_absmax_and_clips_heavy_tails():
     assert (ratios < 1).float().mean() > 0.5
 
 
-def test_mse_packing_has_pack_int4s_format():
-    m = _script()
+def test_mse_packing_has_pack_int4s_format(script):
+    m = script("quant_quality_shapes")
     weight = torch.randn(48, 256)
     for group_size in (0, 32, 128):
         packed, scale = m.pack_int4_mse(weight, group_size)
@@ -59,8 +48,8 @@ def test_mse_packing_has_pack_int4s_format():
         assert torch.equal(only_absmax[0], ref_packed) and torch.equal(only_absmax[1], ref_scale)
 
 
-def test_mse_weights_run_through_w4fp8linear_and_the_fast_emulation_matches():
-    m = _script()
+def test_mse_weights_run_through_w4fp8linear_and_the_fast_emulation_matches(script):
+    m = script("quant_quality_shapes")
     torch.manual_seed(1)
     lin = nn.Linear(112, 64)  # a narrow shapes width, padded to 128 inputs
     model = nn.Sequential(lin)

@@ -1,17 +1,7 @@
 """scripts/trace_summary.py: one step's GPU busy and idle time from a profiler trace."""
 
-import importlib.util
-from pathlib import Path
 
 import pytest
-
-
-def _script():
-    path = Path(__file__).resolve().parents[2] / "scripts" / "trace_summary.py"
-    spec = importlib.util.spec_from_file_location("trace_summary", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _trace(*kernels):
@@ -33,7 +23,7 @@ def _step(t0, body):
         (SCALE, t0 + 930, 20), (ADAM, t0 + 950, 30), (ADAM, t0 + 980, 20)]
 
 
-def test_the_window_is_the_last_step_and_overlaps_count_once():
+def test_the_window_is_the_last_step_and_overlaps_count_once(script):
     filler = [(f"vectorized_elementwise_kernel<{i}>", 100 + 10 * i, 10) for i in range(3)]  # join + 1 kernels
     last = [
         ("sm90_xmma_gemm_bf16", 50, 300),                            # 50 idle before it
@@ -41,7 +31,7 @@ def test_the_window_is_the_last_step_and_overlaps_count_once():
         ("triton_poi_fused__scaled_dot_product_cudnn_attention_cat_0", 600, 100),  # inductor's; 100 idle before
     ]                                                                # 200 idle before the clipping norm
     trace = _trace(*_step(0, filler), *_step(1000, filler), *_step(2000, last))
-    summary = _script().summarize(trace, join=2)
+    summary = script("trace_summary").summarize(trace, join=2)
     assert summary["step_wall_ms"] == 1.0  # from the end of step 2's AdamW to the end of step 3's
     assert summary["gpu_busy_ms"] == 0.65 and summary["gpu_idle_ms"] == 0.35
     assert summary["kernel_ms_by_category"] == {
@@ -53,17 +43,17 @@ def test_the_window_is_the_last_step_and_overlaps_count_once():
     assert gaps[-1] == {"ms": 0.05, "after": "(window start)", "before": "sm90_xmma_gemm_bf16"}
 
 
-def test_steps_apart_by_more_than_join_kernels_are_two_steps():
+def test_steps_apart_by_more_than_join_kernels_are_two_steps(script):
     body = [(f"vectorized_elementwise_kernel<{i}>", 100 + 10 * i, 10) for i in range(3)]  # join + 1 = 3 kernels
-    summary = _script().summarize(_trace(*_step(0, body), *_step(1000, body)), join=2)
+    summary = script("trace_summary").summarize(_trace(*_step(0, body), *_step(1000, body)), join=2)
     assert summary["step_wall_ms"] == 1.0
     # only join = 2 kernels between step 2's AdamW and step 3's clipping: read as one step, so the
     # last window runs from step 1's end to step 3's
     squeezed = [(f"vectorized_elementwise_kernel<{i}>", 100 + 10 * i, 10) for i in range(2)]
-    summary = _script().summarize(_trace(*_step(0, body), *_step(1000, body), *_step(2000, squeezed)), join=2)
+    summary = script("trace_summary").summarize(_trace(*_step(0, body), *_step(1000, body), *_step(2000, squeezed)), join=2)
     assert summary["step_wall_ms"] == 2.0
 
 
-def test_a_trace_without_two_step_boundaries_is_refused():
+def test_a_trace_without_two_step_boundaries_is_refused(script):
     with pytest.raises(ValueError, match="fewer than two optimizer steps"):
-        _script().summarize(_trace(("multi_tensor_apply_kernel<FusedOptimizerTensorListMetadata>", 0, 100), ("gemm", 100, 10)))
+        script("trace_summary").summarize(_trace(("multi_tensor_apply_kernel<FusedOptimizerTensorListMetadata>", 0, 100), ("gemm", 100, 10)))
