@@ -1,6 +1,5 @@
 """scripts/trace_summary.py: one step's GPU busy and idle time from a profiler trace."""
 
-
 import pytest
 
 
