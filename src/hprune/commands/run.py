@@ -220,4 +220,3 @@ def _say_caution(backend: str, layout=None) -> None:
     caution = get_backend(backend).caution
     if caution:
         print(f"note: {caution}", file=sys.stderr)
-
