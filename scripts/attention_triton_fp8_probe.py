@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
-from attention_fp8_probe import SHAPES, draw_cases, median_us, one_line, rel_err, write_row
-from torch.nn.attention import SDPBackend, sdpa_kernel
+from attention_fp8_probe import SHAPES, draw_cases, measure_sdpa, median_us, one_line, rel_err, write_row
+from torch.nn.attention import SDPBackend
 
 E4M3_MAX = 448.0
 PAD = 128
@@ -157,14 +157,6 @@ def measure_triton(cases, pv_fp8: bool, qk_int8: bool) -> list[dict]:
     return sorted(rows, key=lambda r: r.get("us", float("inf")))
 
 
-def measure_cudnn(cases) -> dict:
-    with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
-        errs = [rel_err(F.scaled_dot_product_attention(*x), ref) for x, ref in cases]
-        q, k, v = cases[0][0]
-        return {"us": median_us(lambda: F.scaled_dot_product_attention(q, k, v)),
-                "rel_err": errs[0], "rel_err_peaky": errs[1]}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True)
@@ -175,7 +167,7 @@ def main() -> None:
         for batch in map(int, args.batches.split(",")):
             cases = draw_cases(batch, h, n, d)
             flops = 4 * batch * h * n * n * d
-            found = [("sdpa_cudnn_bf16", measure_cudnn(cases))]
+            found = [("sdpa_cudnn_bf16", measure_sdpa(SDPBackend.CUDNN_ATTENTION, cases))]
             for qk_int8, pv_fp8 in ((False, True), (True, True), (True, False), (False, False)):
                 name = f"triton_qk_{'int8' if qk_int8 else 'fp8'}_pv_{'fp8' if pv_fp8 else 'bf16'}"
                 found += [(name, r) for r in measure_triton(cases, pv_fp8, qk_int8)]
