@@ -9,6 +9,8 @@
 #   FLUX.1 schnell (4,096 + 512 tokens, a late-blocks 20% plan), one GPU: bash scripts/scale_device.sh flux-one
 #   FLUX.1 schnell on one GPU and on two (DDP), batch 1 and 2 (kind nvidia-h200-x2): bash scripts/scale_device.sh flux-scaling
 #   the shared prefix (hprune.distill.prefix) against the student running its frozen blocks, one GPU: bash scripts/scale_device.sh shared-prefix
+#   the optimizer step beside the next teacher forward (hprune.distill.optimizer_stream) against after the backward, one GPU,
+#   after its GPU test: bash scripts/scale_device.sh overlap
 # Issue 19, items 2-3: generation throughput of SD3.5 Large and FLUX.1 schnell (1024x1024, 4 steps, batch
 # 1-8, eager and compiled, the fastest attention backend, VAE decode) and the projected GPU-hours of the
 # paper's contribution analysis and of `hprune profile --fast` (scripts/scale_generate.py), one GPU:
@@ -20,7 +22,7 @@
 # starting rows when less than a minute of its budget (BUDGET_S, default 570 s) is left.
 # SCALE_DRY=1 runs the same stages at tiny width on CPU, uncompiled (a check of this script).
 set -o pipefail
-stage=${1:?which stage: one, shared-prefix, two, scaling, whole-one, whole-two, flux-one, flux-scaling or generate}
+stage=${1:?which stage: one, shared-prefix, overlap, two, scaling, whole-one, whole-two, flux-one, flux-scaling or generate}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 log="$OUT/scale-$stage.log"
@@ -64,6 +66,13 @@ case $stage in
     row $one_gpu $common --task distill-pwp --batch 1 $compile
     row $one_gpu $common --task distill-pwp --batch 1 $compile --no-share-prefix
     row $one_gpu $common --task distill-pwp --batch 4 $compile ;;
+  overlap)  # the GPU tests first (same loss and weights bit for bit; the lagged loss read), then rows with and without the side stream
+    timeout -k 5 120 python3 -m pytest -q -p no:cacheprovider -m gpu tests/distill/test_optimizer_stream.py tests/distill/test_readback.py 2>&1 | tail -3 | tee -a "$log"
+    row $one_gpu $common --task distill-pwp --batch 1 $compile
+    row $one_gpu $common --task distill-pwp --batch 1 $compile --no-overlap-optimizer
+    row $one_gpu $common --task distill-pwp --batch 1 $compile --no-share-prefix
+    row $one_gpu $common --task distill-pwp --batch 2 $compile
+    row $one_gpu $common --task distill-pwp --batch 4 $compile ;;
   two)
     for b in 4 2 1; do row $two_gpus $common --task distill-pwp --batch $b $compile --strategy ddp; done
     row $two_gpus $common --task distill-pwp --batch 2 $compile --strategy fsdp ;;
@@ -96,6 +105,6 @@ case $stage in
       share=$(( ($(left) - 20) / (${#archs[@]} - i) ))
       row python3 scripts/scale_generate.py --arch "${archs[$i]}" $compile --budget-s $share
     done ;;
-  *) echo "unknown stage $stage: one, two, scaling, whole-one, whole-two, flux-one, flux-scaling or generate" >&2; exit 2 ;;
+  *) echo "unknown stage $stage: one, shared-prefix, overlap, two, scaling, whole-one, whole-two, flux-one, flux-scaling or generate" >&2; exit 2 ;;
 esac
 echo "elapsed $(( $(date +%s) - start )) s" | tee -a "$log"

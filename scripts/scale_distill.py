@@ -43,8 +43,9 @@ from hprune.distill.synthetic import synthetic_data
 from hprune.model.attention import use_fastest_attention
 
 # What the distillation loop measured is (the `loop` key, docs/scale.md): fused AdamW on the GPU and the
-# next batch drawn during the step, since 3da0835. Change it with the loop.
-LOOP = "fused+prefetch"
+# next batch drawn during the step, since 3da0835; each step's losses read on the host a step late
+# (hprune.distill.readback), since this branch's merge. Change it with the loop.
+LOOP = "fused+prefetch+lagged-read"
 TINY = {"sd3": dict(attention_head_dim=8, num_attention_heads=2, caption_projection_dim=16, joint_attention_dim=32,
                     pooled_projection_dim=16, in_channels=4, out_channels=4, pos_embed_max_size=16, sample_size=8),
         "flux": dict(attention_head_dim=8, num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=8,
@@ -64,6 +65,8 @@ def parse():
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--no-share-prefix", action="store_true",
                    help="run the student's frozen first blocks instead of replaying the teacher's (hprune.distill.prefix)")
+    p.add_argument("--no-overlap-optimizer", action="store_true",
+                   help="the optimizer step after the backward, not beside the next teacher forward (hprune.distill.optimizer_stream)")
     p.add_argument("--warmup", type=int, default=3, help="steps left out of the timing (compilation)")
     p.add_argument("--steps", type=int, default=5, help="timed steps")
     p.add_argument("--text-tokens", type=int, help="default: the pipeline's (SD3 333, FLUX 512)")
@@ -125,7 +128,7 @@ def step_flops(teacher, plan, cfg: DistillConfig, data, device) -> float:
 def save_row(path: Path, row: dict) -> None:
     """Add `row` to the JSON list at `path`, replacing a row of the same configuration."""
     key = ("arch", "task", "gpus", "strategy", "batch", "compiled", "gradient_checkpointing", "optimizer", "device",
-           "shared_prefix_blocks")
+           "shared_prefix_blocks", "overlap_optimizer")
     rows = json.loads(path.read_text()) if path.is_file() else []
     rows = [r for r in rows if tuple(r.get(k) for k in key) != tuple(row.get(k) for k in key)] + [row]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,7 +157,8 @@ def main() -> None:
     cfg = DistillConfig(steps=args.warmup + args.steps, batch_size=global_batch, lr=1e-5, optimizer=args.optimizer,
                         pwp=args.task == "distill-pwp", mixed_precision="bf16" if device.type == "cuda" else "no",
                         gradient_checkpointing=args.gradient_checkpointing, compile=args.compile,
-                        strategy=args.strategy, checkpoint_every=10**9, share_prefix=not args.no_share_prefix)
+                        strategy=args.strategy, checkpoint_every=10**9, share_prefix=not args.no_share_prefix,
+                        overlap_optimizer=not args.no_overlap_optimizer)
     attention = use_fastest_attention(teacher)  # what distill() picks for both models
     peak = gemm_peak_tflops(device)
     flops = step_flops(teacher, plan, cfg, data, device) * global_batch
@@ -179,7 +183,8 @@ def main() -> None:
            "gradient_checkpointing": args.gradient_checkpointing, "optimizer": args.optimizer,
            "resolution": args.resolution, "text_tokens": data.seq.shape[1],
            "trainable_params": summary["trainable_params"], "plan_units": [u.key for u in plan.units],
-           "shared_prefix_blocks": len(summary.get("shared_prefix_blocks", []))}
+           "shared_prefix_blocks": len(summary.get("shared_prefix_blocks", [])),
+           "overlap_optimizer": summary.get("optimizer_stream", False)}
     if args.compile:  # graphs Dynamo built; a fallback to eager would have raised (hprune.distill.loop._compile)
         from torch._dynamo.utils import counters
 

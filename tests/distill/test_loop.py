@@ -1,3 +1,4 @@
+import csv
 import json
 import os
 import signal
@@ -193,6 +194,29 @@ def test_losses_go_to_tensorboard_when_installed(tmp_path):
     plan = Plan.for_model(teacher, ["joint.0"])
     distill(teacher, plan, data, DistillConfig(steps=2, batch_size=2), tmp_path / "o", progress=False)
     assert list((tmp_path / "o" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_each_step_reaches_the_board_under_its_own_step_with_the_loss_csv_value(tmp_path, monkeypatch):
+    # the losses are read a step late (hprune.distill.readback): the board must still get each under its step
+    import hprune.distill.loop as loop
+
+    scalars = []
+
+    class Board:
+        def add_scalar(self, tag, value, step):
+            scalars.append((tag, step, value))
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(loop, "_tensorboard", lambda out: Board())
+    teacher, data = tiny_sd3(num_layers=3), sd3_data(8)
+    distill(teacher, Plan.for_model(teacher, ["joint.0"]), data, DistillConfig(steps=3, batch_size=2), tmp_path / "o",
+            progress=False)
+    rows = list(csv.DictReader((tmp_path / "o" / "loss.csv").open()))
+    expected = [(f"distill/{k}", int(r["step"]), float(r[k])) for r in rows for k in ("loss", "kd", "feat")]
+    assert [(t, s) for t, s, _ in scalars] == [(t, s) for t, s, _ in expected]
+    assert all(v == pytest.approx(e, rel=1e-6) for (_, _, v), (_, _, e) in zip(scalars, expected))
 
 
 def _adamw(device):

@@ -59,6 +59,9 @@ def add_arguments(parser):
     parser.add_argument("--no-share-prefix", action="store_true",
                         help="run the student's frozen first blocks instead of replaying the teacher's output "
                              "(the same result, slower; docs/distill.md)")
+    parser.add_argument("--no-overlap-optimizer", action="store_true",
+                        help="on a GPU, run clipping and the optimizer step after the backward instead of on a "
+                             "second stream beside the next teacher forward (the same result; docs/distill.md)")
 
 
 def _precision(text: str) -> str:
@@ -96,7 +99,8 @@ def run(args) -> int:
                         checkpoint_every=args.checkpoint_every,
                         seed=args.seed, mixed_precision=args.mixed_precision,
                         gradient_checkpointing=args.gradient_checkpointing, ema_decay=args.ema_decay,
-                        strategy=args.strategy, compile=args.compile, share_prefix=not args.no_share_prefix)
+                        strategy=args.strategy, compile=args.compile, share_prefix=not args.no_share_prefix,
+                        overlap_optimizer=not args.no_overlap_optimizer)
     import torch
 
     from hprune.distill import distill

@@ -46,6 +46,9 @@ class DistillConfig:
     compile: bool = False  # torch.compile every block of teacher and student
     # the student's frozen first blocks replay the teacher's output instead of running (hprune.distill.prefix)
     share_prefix: bool = True
+    # clipping and the optimizer step run on a second CUDA stream beside the next teacher forward
+    # (hprune.distill.optimizer_stream); the same results, bit for bit
+    overlap_optimizer: bool = True
     strategy: str = "ddp"  # one of STRATEGIES; batch_size is the global batch, split over the processes
     ema_decay: float | None = None
     # logit-normal timestep sampling, as SD3 trains (mean, std of the logit)

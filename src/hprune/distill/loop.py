@@ -19,7 +19,9 @@ from hprune.distill.config import DistillConfig
 from hprune.distill.data import DistillData, draw_batch
 from hprune.distill.freeze import block_scales, match_blocks, param_groups, pwp_boundary, trains
 from hprune.distill.losses import FeatureTap, feature_loss, kd_loss
+from hprune.distill.optimizer_stream import OptimizerStream
 from hprune.distill.prefix import replay_prefix, shared_prefix
+from hprune.distill.readback import LaggedReadback
 from hprune.model.flow import velocity_fn
 from hprune.core.errors import HpruneError
 from hprune.core.progress import Progress
@@ -136,38 +138,49 @@ def distill(teacher, plan, data: DistillData, cfg: DistillConfig, out_dir: str |
                    desc="distill", unit="step")  # redraws each second: a step at 1024 px on CPU takes long
     upcoming = _device_batch(data, cfg, accelerator, start) if start < cfg.steps else None
     prefix = shared_prefix(student, matched) if cfg.share_prefix and not sharded else []
+    # sharded (FSDP2) steps gather and scatter on their own streams: they stay in order
+    side = OptimizerStream(accelerator.device if cfg.overlap_optimizer and not sharded else None)
+    trained = [p for p in student.parameters() if p.requires_grad]
+    readback = LaggedReadback(accelerator.device)
+
+    def record(done) -> None:  # a step's losses, once they are on the host
+        nonlocal last
+        if done is None:
+            return
+        last = {"step": done.step, **dict(zip(("loss", "kd", "feat"), done.values))}
+        step_seconds.append(done.seconds)
+        if accelerator.is_main_process:
+            _log(log_path, last)
+            if board is not None:
+                for key in ("loss", "kd", "feat"):
+                    board.add_scalar(f"distill/{key}", last[key], done.step)
+            bar.set_postfix(loss=f"{last['loss']:.4g}")
+
     # the teacher's hooks come off even when a step fails: the caller keeps its teacher
     with replay_prefix(prefix), closing(taps[0]), closing(taps[1]):
         for step in bar:
-            tick = time.perf_counter()
             x, sigma, seq, pooled = upcoming
             with torch.no_grad(), accelerator.autocast():
                 v_teacher = velocity(teacher, x, sigma, seq, pooled)
+            side.wait()  # the student reads the weights the last step's optimizer wrote
             with accelerator.autocast():
                 v_student = velocity(wrapped, x, sigma, seq, pooled, config=student.config)
                 l_kd = kd_loss(v_student, v_teacher)
                 l_feat = feature_loss(taps[0].pop(), taps[1].pop()).to(l_kd.device)
                 loss = cfg.kd_weight * l_kd + cfg.feat_weight * l_feat
             accelerator.backward(loss)
-            if cfg.grad_clip:
-                parallel.clip_grad_norm_(accelerator, wrapped, cfg.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if ema is not None:
-                ema.step(student.parameters())
+            side.run(lambda: _update(cfg, accelerator, wrapped, optimizer, ema, student), trained)
             if step + 1 < cfg.steps:  # drawn on the CPU while the GPU still runs this step
                 upcoming = _device_batch(data, cfg, accelerator, step + 1)
-            losses = accelerator.reduce(torch.stack([loss, l_kd, l_feat]).detach().float(), "mean").tolist()
-            last = {"step": step, **dict(zip(("loss", "kd", "feat"), losses))}
-            step_seconds.append(time.perf_counter() - tick)  # .tolist() waited for the GPU
-            if accelerator.is_main_process:
-                _log(log_path, last)
-                if board is not None:
-                    for key in ("loss", "kd", "feat"):
-                        board.add_scalar(f"distill/{key}", last[key], step)
-                bar.set_postfix(loss=f"{last['loss']:.4g}")
+            # the last step's losses are read now, while this one runs (hprune.distill.readback)
+            record(readback.push(step, accelerator.reduce(torch.stack([loss, l_kd, l_feat]).detach().float(), "mean")))
             if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+                record(readback.flush())  # a resumed run's loss.csv has every step before its checkpoint
+                side.wait()
                 parallel.save(accelerator, out / "checkpoints", step + 1, student, wrapped, optimizer, ema)
+                readback.restart_clock()
+        record(readback.flush())
+        side.wait()
     if board is not None:
         board.close()
     if cfg.compile:  # the caller gets its teacher back as it gave it, and an uncompiled student
@@ -179,8 +192,20 @@ def distill(teacher, plan, data: DistillData, cfg: DistillConfig, out_dir: str |
     for p, dtype in low_precision:
         p.data = p.data.to(dtype)
     if accelerator.is_main_process:
-        _finish(out, student, plan, cfg, scales, last, time.time() - t0, start, step_seconds, accelerator, prefix)
+        _finish(out, student, plan, cfg, scales, last, time.time() - t0, start, step_seconds, accelerator, prefix,
+                side.stream is not None)
     return student
+
+
+def _update(cfg: DistillConfig, accelerator, wrapped, optimizer, ema, student) -> None:
+    """Clip, step, clear the gradients, move the EMA: the part of a step that only the student's next
+    forward needs (hprune.distill.optimizer_stream)."""
+    if cfg.grad_clip:
+        parallel.clip_grad_norm_(accelerator, wrapped, cfg.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if ema is not None:
+        ema.step(student.parameters())
 
 
 def _device_batch(data: DistillData, cfg: DistillConfig, accelerator, step: int) -> tuple[torch.Tensor, ...]:
@@ -263,7 +288,7 @@ def _log(path: Path, row: dict) -> None:
 
 
 def _finish(out: Path, student, plan, cfg, scales, last, seconds, start, step_seconds=(), accelerator=None,
-            prefix=()) -> None:
+            prefix=(), optimizer_stream: bool = False) -> None:
     trainable = sum(p.numel() for p in student.parameters() if p.requires_grad)
     summary = {"config": cfg.to_dict(), "steps": cfg.steps, "resumed_from": start, "final": last,
                "seconds": round(seconds, 2), "trainable_params": trainable,
@@ -271,7 +296,8 @@ def _finish(out: Path, student, plan, cfg, scales, last, seconds, start, step_se
                "processes": accelerator.num_processes if accelerator else 1,
                "sharded": bool(accelerator and parallel.wants_sharding(accelerator, cfg)),
                "step_seconds": [round(s, 5) for s in step_seconds],
-               "shared_prefix_blocks": [m.unit.key for m in prefix]}
+               "shared_prefix_blocks": [m.unit.key for m in prefix],
+               "optimizer_stream": optimizer_stream}
     if torch.cuda.is_available():
         summary["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)  # this process's GPU
     (out / SUMMARY).write_text(json.dumps(summary, indent=1) + "\n")
