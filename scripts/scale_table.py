@@ -29,13 +29,14 @@ def prefix(row: dict) -> int:
 
 
 def distill_table(rows: list[dict], arch: str, task: str) -> list[str]:
-    out = ["| GPUs | strategy | batch / GPU | compiled | checkpointing | optimizer | attention | loop | shared prefix | step (s) | samples/s | peak (GiB) | MFU |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    out = ["| GPUs | strategy | batch / GPU | compiled | checkpointing | optimizer | attention | loop | shared prefix | optimizer stream | step (s) | samples/s | peak (GiB) | MFU |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in sorted((r for r in rows if r["arch"] == arch and r["task"] == task),
-                    key=lambda r: (r["gpus"], r["strategy"], not r["compiled"], r["batch"], r["optimizer"], prefix(r))):
+                    key=lambda r: (r["gpus"], r["strategy"], not r["compiled"], r["batch"], r["optimizer"], prefix(r),
+                                   bool(r.get("overlap_optimizer")))):
         out.append(f"| {r['gpus']} | {r['strategy']} | {r['batch']} | {'yes' if r['compiled'] else 'no'} | "
                    f"{'yes' if r['gradient_checkpointing'] else 'no'} | {r['optimizer']} | {r.get('attention', '?').split()[0]} | {r.get('loop', '-')} | "
-                   f"{prefix(r) or 'no'} | "
+                   f"{prefix(r) or 'no'} | {'yes' if r.get('overlap_optimizer') else 'no'} | "
                    f"{fmt(r['step_s'], 3)} | "
                    f"{fmt(r['samples_per_s'])} | {fmt(r['peak_gib'], 1)} | {r['mfu']:.1%} |")
     return out
