@@ -7,7 +7,8 @@ a synchronizing CUDA call was made, its Python stack (once) and, at the end, how
 synchronized: a place met about once per step is a per-step sync that lets the GPU drain. Set-up
 (building the models, FLOP counting, the GEMM peak) synchronizes too; those places are met once.
 torch flags the calls it knows to synchronize (.item(), .cpu(), .tolist(), nonzero, blocking copies),
-not implicit ones such as cudaHostAlloc. So it also prints the host's median time per step in each
+not implicit ones such as cudaHostAlloc, nor waits on CUDA events (hprune.distill.readback's own
+wait, which the phase timings below cover). So it also prints the host's median time per step in each
 phase of hprune.distill's loop: a phase far longer than its kernel launches takes is where the host
 waits (or what sets the pace when the GPU is ahead).
 """
@@ -28,6 +29,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 places: collections.Counter = collections.Counter()
+_show_other = warnings.showwarning
 phases: dict[str, list[float]] = collections.defaultdict(list)
 
 
@@ -59,6 +61,9 @@ def _time_the_loop() -> None:
 
 
 def _show(message, category, filename, lineno, file=None, line=None) -> None:
+    if "synchronizing CUDA operation" not in str(message):
+        _show_other(message, category, filename, lineno, file, line)
+        return
     stack = traceback.extract_stack()[:-1]
     key = tuple((f.filename, f.lineno) for f in stack[-6:])
     places[key] += 1

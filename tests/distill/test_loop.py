@@ -219,6 +219,26 @@ def test_each_step_reaches_the_board_under_its_own_step_with_the_loss_csv_value(
     assert all(v == pytest.approx(e, rel=1e-6) for (_, _, v), (_, _, e) in zip(scalars, expected))
 
 
+def test_a_failing_step_still_leaves_the_row_of_the_step_before(tmp_path, monkeypatch):
+    # rows are written a step late (hprune.distill.readback): a failure must not swallow the last good one
+    import hprune.distill.loop as loop
+
+    kd_loss, calls = loop.kd_loss, []
+
+    def failing_at_step_2(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("step 2 fails")
+        return kd_loss(*args)
+
+    monkeypatch.setattr(loop, "kd_loss", failing_at_step_2)
+    teacher, data = tiny_sd3(num_layers=3), sd3_data(8)
+    with pytest.raises(RuntimeError, match="step 2 fails"):
+        distill(teacher, Plan.for_model(teacher, ["joint.0"]), data, DistillConfig(steps=4, batch_size=2),
+                tmp_path / "o", progress=False)
+    assert [r["step"] for r in csv.DictReader((tmp_path / "o" / "loss.csv").open())] == ["0", "1"]
+
+
 def _adamw(device):
     from hprune.distill.loop import _optimizer
 

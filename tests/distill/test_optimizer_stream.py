@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+import hprune.distill.loop as loop
 from hprune.distill import DistillConfig, distill
 from hprune.distill.data import DistillData
 from hprune.distill.optimizer_stream import OptimizerStream
@@ -49,6 +50,13 @@ def test_on_a_gpu_the_overlapped_step_gives_the_serial_loss_and_weights_bit_for_
         return run(self, step, params)
 
     monkeypatch.setattr(OptimizerStream, "run", spy)
+    update = loop._update
+
+    def slow_update(*args):  # a missing wait would let the student's forward read stale weights
+        torch.cuda._sleep(10**8)  # about 50 ms on the stream the update runs on
+        update(*args)
+
+    monkeypatch.setattr(loop, "_update", slow_update)
     overlapped, loss, summary = _distill(tmp_path, True, "cuda")
     assert streams and all(s is not None for s in streams)  # the side stream really ran the steps
     assert summary["optimizer_stream"] is True

@@ -7,7 +7,7 @@ import copy
 import csv
 import json
 import time
-from contextlib import closing
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 
 import torch
@@ -157,7 +157,7 @@ def distill(teacher, plan, data: DistillData, cfg: DistillConfig, out_dir: str |
             bar.set_postfix(loss=f"{last['loss']:.4g}")
 
     # the teacher's hooks come off even when a step fails: the caller keeps its teacher
-    with replay_prefix(prefix), closing(taps[0]), closing(taps[1]):
+    with replay_prefix(prefix), closing(taps[0]), closing(taps[1]), _last_row_on_failure(readback, record):
         for step in bar:
             x, sigma, seq, pooled = upcoming
             with torch.no_grad(), accelerator.autocast():
@@ -195,6 +195,18 @@ def distill(teacher, plan, data: DistillData, cfg: DistillConfig, out_dir: str |
         _finish(out, student, plan, cfg, scales, last, time.time() - t0, start, step_seconds, accelerator, prefix,
                 side.stream is not None)
     return student
+
+
+@contextmanager
+def _last_row_on_failure(readback: LaggedReadback, record):
+    """When a step fails, the step before it still gets its loss.csv row (read a step late); the
+    step's own error is what the caller sees, even if reading that row fails too."""
+    try:
+        yield
+    except BaseException:
+        with suppress(Exception):
+            record(readback.flush())
+        raise
 
 
 def _update(cfg: DistillConfig, accelerator, wrapped, optimizer, ema, student) -> None:

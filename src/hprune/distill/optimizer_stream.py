@@ -1,7 +1,7 @@
 """The optimizer step on a second CUDA stream, beside the next step's teacher forward.
 
 Gradient clipping and fused AdamW read and write every trained float32 parameter, its gradient and
-two states: about 30 GB per step for SD3.5 Large's 1.07B PWP-trained parameters, 11.5 ms on an H200
+two states: about 28 GB per step for SD3.5 Large's 1.00B PWP-trained parameters, 11.5 ms on an H200
 whatever the batch (docs/scale.md, "One GPU at batch 1, profiled"), 10% of a batch-1 step. The
 teacher never reads the student's weights, so nothing orders that work before the next step's
 teacher forward: it runs on its own stream, and only the student's next forward waits for it. The

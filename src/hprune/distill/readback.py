@@ -25,7 +25,9 @@ class StepDone(NamedTuple):
 
     step: int
     values: list  # the pushed tensor's .tolist()
-    seconds: float  # wall time from the end of the step before it (or the clock's start) to its end
+    # from the end of the step before it (or the clock's start) to its end: GPU time between CUDA
+    # events on the current stream on a GPU, the host's clock elsewhere
+    seconds: float
 
 
 class LaggedReadback:
@@ -35,37 +37,45 @@ class LaggedReadback:
     as a `StepDone`, or None for the first push; each step's time is counted once. `flush()` returns
     the last queued one (None when there is none) and waits for it: call it before anything that
     must see every step logged (a checkpoint, the end), and `restart_clock()` after work that is
-    not a step (saving a checkpoint).
+    not a step (saving a checkpoint). On a GPU a step's time is measured between CUDA events, as the
+    host's own clock, a step ahead, only sees when it could queue more work.
     """
 
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
-        self._pending: tuple[int, torch.Tensor, torch.cuda.Event | None] | None = None
-        self._last_done = time.perf_counter()
+        self._pending: tuple[int, torch.Tensor, object] | None = None
+        self._start = self._now()
 
     def push(self, step: int, values: torch.Tensor) -> StepDone | None:
         ready = self.flush()
-        event = None
         if self.cuda:
             host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
             host.copy_(values.detach(), non_blocking=True)
-            event = torch.cuda.Event()
-            event.record()  # on the current stream, after the copy (and the step's kernels)
         else:
-            host = values.detach()
-        self._pending = (step, host, event)
+            host = values.detach().clone()  # the caller may change its tensor in place
+        self._pending = (step, host, self._now())  # after the copy and the step's kernels
         return ready
 
     def restart_clock(self) -> None:
-        self._last_done = time.perf_counter()
+        self._start = self._now()
 
     def flush(self) -> StepDone | None:
         if self._pending is None:
             return None
-        step, host, event = self._pending
+        step, host, end = self._pending
         self._pending = None
-        if event is not None:
-            event.synchronize()
-        now = time.perf_counter()
-        seconds, self._last_done = now - self._last_done, now
+        if self.cuda:
+            end.synchronize()
+            seconds = self._start.elapsed_time(end) / 1e3
+        else:
+            seconds = end - self._start
+        self._start = end
         return StepDone(step, host.tolist(), seconds)
+
+    def _now(self):
+        """A point in time: a CUDA event recorded on the current stream, or the host's clock."""
+        if not self.cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
