@@ -44,7 +44,7 @@ from hprune.model.attention import use_fastest_attention
 
 # What the distillation loop measured is (the `loop` key, docs/scale.md): fused AdamW on the GPU and the
 # next batch drawn during the step, since 3da0835; each step's losses read on the host a step late
-# (hprune.distill.readback), since this branch's merge. Change it with the loop.
+# (hprune.distill.readback), since 906195c. Change it with the loop.
 LOOP = "fused+prefetch+lagged-read"
 TINY = {"sd3": dict(attention_head_dim=8, num_attention_heads=2, caption_projection_dim=16, joint_attention_dim=32,
                     pooled_projection_dim=16, in_channels=4, out_channels=4, pos_embed_max_size=16, sample_size=8),

@@ -19,8 +19,8 @@ import collections
 import functools
 import runpy
 import statistics
-import time
 import sys
+import time
 import traceback
 import warnings
 from pathlib import Path
